@@ -1,0 +1,117 @@
+"""What every backend shares: settings, device choice, precision, the predictor interface."""
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import SegsubmitError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Everything a backend needs to build its model (from `model:` and `infer:` config)."""
+
+    weights: str
+    num_classes: int
+    device: str = "auto"
+    architecture: str = ""
+    config_file: str = ""
+    opts: tuple = ()
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    precision: str = "fp32"
+    channels_last: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(name):
+    """'auto' -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SegsubmitError(f"model.device: {name!r} asked for, but CUDA is not available")
+    return device
+
+
+def autocast_context(device, precision):
+    """Autocast for bf16/fp16, nothing for fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def load_state_dict(weights_path):
+    """A state dict from a checkpoint file, loaded with `weights_only=True` (no pickled code)."""
+    try:
+        checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise SegsubmitError(f"{weights_path}: weights file not found (model.weights)") from err
+    except Exception as err:  # torch raises several types for unreadable files
+        raise SegsubmitError(
+            f"{weights_path}: cannot load as a weights-only checkpoint ({type(err).__name__}); "
+            "save it with torch.save(model.state_dict(), path)"
+        ) from err
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+        checkpoint = checkpoint["model"]
+    if not isinstance(checkpoint, dict):
+        raise SegsubmitError(f"{weights_path}: expected a state dict, got {type(checkpoint)}")
+    return checkpoint
+
+
+class Predictor:
+    """Batch of uint8 RGB (N, 3, H, W) on `device` -> uint8 argmax labels (N, H, W).
+
+    Subclasses implement `logits(images)`: float logits (N, C, h, w) for uint8 input.
+    """
+
+    def __init__(self, device, num_classes, precision="fp32"):
+        self.device = device
+        self.num_classes = num_classes
+        self.precision = precision
+
+    def logits(self, images):
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def predict(self, images):
+        """Argmax labels at the input size, uint8, on the device."""
+        with autocast_context(self.device, self.precision):
+            scores = self.logits(images)
+        if scores.shape[-2:] != images.shape[-2:]:
+            scores = torch.nn.functional.interpolate(
+                scores.float(), size=images.shape[-2:], mode="bilinear", align_corners=False
+            )
+        return scores.argmax(dim=1).to(torch.uint8)
+
+
+class NormalizedModelPredictor(Predictor):
+    """A torch module fed images scaled to [0, 1] and normalized by mean/std on the device."""
+
+    def __init__(self, module, settings, device):
+        super().__init__(device, settings.num_classes, settings.precision)
+        self.channels_last = settings.channels_last
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.module = module.eval().to(device, memory_format=memory_format)
+        self.mean = torch.tensor(settings.mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(settings.std, device=device).view(1, 3, 1, 1) * 255
+
+    def logits(self, images):
+        batch = (images.float() - self.mean) / self.std
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        output = self.module(batch)
+        return output["out"] if isinstance(output, dict) else output
+
+
+def check_class_count(source, found, expected):
+    """One-line error when a model's class count differs from the configured classes."""
+    if found != expected:
+        raise SegsubmitError(
+            f"{source}: model predicts {found} classes but config `classes` lists {expected}; "
+            "use the matching weights or classes"
+        )

@@ -1,0 +1,89 @@
+"""Fit the small demo model (torchvision LR-ASPP MobileNetV3) on the synthetic train split, on
+the CPU, deterministically (fixed seed, fixed step count)."""
+
+import logging
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .backends.torchvision_backend import build_torchvision_model
+from .images import decode_rgb
+from .metrics import load_ground_truth, rasterize_ground_truth
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+
+
+def load_training_pairs(json_path, data_root, class_names):
+    """(uint8 images (N, 3, H, W), uint8 label maps (N, H, W)) of a COCO split."""
+    coco_api, class_of_category = load_ground_truth(json_path, class_names)
+    image_ids = sorted(coco_api.imgs)
+    images = torch.stack([decode_rgb(f"{data_root}/{coco_api.imgs[i]['file_name']}")
+                          for i in image_ids])
+    labels = np.stack([rasterize_ground_truth(coco_api, i, class_of_category) for i in image_ids])
+    return images, torch.from_numpy(labels)
+
+
+def random_crops(images, labels, crop, batch_size, generator):
+    """A batch of aligned random crops with random horizontal flips."""
+    picks = torch.randint(len(images), (batch_size,), generator=generator)
+    height, width = images.shape[-2:]
+    tops = torch.randint(height - crop + 1, (batch_size,), generator=generator)
+    lefts = torch.randint(width - crop + 1, (batch_size,), generator=generator)
+    flips = torch.rand(batch_size, generator=generator) < 0.5
+    image_crops, label_crops = [], []
+    for pick, top, left, flip in zip(picks, tops, lefts, flips, strict=True):
+        image = images[pick, :, top : top + crop, left : left + crop]
+        label = labels[pick, top : top + crop, left : left + crop]
+        image_crops.append(image.flip(-1) if flip else image)
+        label_crops.append(label.flip(-1) if flip else label)
+    return torch.stack(image_crops), torch.stack(label_crops)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model, images, batch_size):
+    """Replace BatchNorm running statistics by exact averages over `images` at full size.
+
+    MobileNetV3's BN momentum (0.01) lags the fast-changing weights of a short training run, so
+    eval-mode predictions would use stale statistics.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average
+    model.train()
+    for start in range(0, len(images), batch_size):
+        model((images[start : start + batch_size].float() - IMAGENET_MEAN) / IMAGENET_STD)
+    model.eval()
+
+
+def train_demo_model(json_path, data_root, class_names, weights_path, architecture, steps,
+                     batch_size=8, crop=256, seed=0, learning_rate=3e-3):
+    """Train and save a state dict; returns the final training loss."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    images, labels = load_training_pairs(json_path, data_root, class_names)
+    model = build_torchvision_model(architecture, len(class_names)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps)
+    loss_value = float("nan")
+    with tqdm(range(steps), desc="train demo model", unit="step") as progress:
+        for _ in progress:
+            image_batch, label_batch = random_crops(images, labels, crop, batch_size, generator)
+            scores = model((image_batch.float() - IMAGENET_MEAN) / IMAGENET_STD)["out"]
+            loss = torch.nn.functional.cross_entropy(scores, label_batch.long())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_value = loss.item()
+            progress.set_postfix(loss=f"{loss_value:.3f}")
+    recalibrate_batchnorm(model, images, batch_size)
+    with atomic_path(weights_path) as tmp_path:
+        torch.save(model.state_dict(), tmp_path)
+    log.info("demo model: %d steps, final loss %.4f -> %s", steps, loss_value, weights_path)
+    return loss_value

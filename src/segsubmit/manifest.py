@@ -1,0 +1,66 @@
+"""Build the manifest: the validated, ordered image list of one split, split into shards."""
+
+import hashlib
+import zlib
+from pathlib import Path
+
+from .atomic import write_json
+from .coco import load_coco, safe_relative_path, validate_coco
+from .errors import SegsubmitError
+
+
+def shard_of(file_name, shard_count):
+    """Stable shard index of an image: adding images never moves existing ones."""
+    return zlib.crc32(file_name.encode("utf-8")) % shard_count
+
+
+def file_digest(path):
+    """sha1 of a file's bytes: a changed image changes its shard file, so that shard reruns."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def image_path(data_root, json_path, file_name):
+    """Absolute path of an image, checked to exist inside `data_root`."""
+    root = Path(data_root).resolve()
+    path = (root / safe_relative_path(json_path, file_name)).resolve()
+    if not path.is_relative_to(root):
+        raise SegsubmitError(f"{json_path}: file_name {file_name!r} resolves outside {data_root}")
+    if not path.is_file():
+        raise SegsubmitError(
+            f"{json_path}: lists {file_name!r} but {path} does not exist; "
+            "fix data.root or the json"
+        )
+    return path
+
+
+def build_manifest(json_path, data_root, class_names, shard_count):
+    """Manifest entries in json order: id, file_name, width, height, shard, sha1."""
+    coco = load_coco(json_path)
+    validate_coco(json_path, coco, class_names)
+    entries = []
+    for image in coco["images"]:
+        path = image_path(data_root, json_path, image["file_name"])
+        entries.append(
+            {
+                "id": image["id"],
+                "file_name": image["file_name"],
+                "width": int(image["width"]),
+                "height": int(image["height"]),
+                "shard": shard_of(image["file_name"], shard_count),
+                "sha1": file_digest(path),
+            }
+        )
+    return entries
+
+
+def write_manifest(entries, manifest_path, shard_paths, data_root):
+    """Write the full manifest and one small file per shard (so shards rerun independently)."""
+    write_json(manifest_path, {"data_root": str(data_root), "images": entries})
+    for shard_index, shard_path in enumerate(shard_paths):
+        shard_entries = [entry for entry in entries if entry["shard"] == shard_index]
+        write_json(shard_path, {"data_root": str(data_root), "images": shard_entries})
+
+
+def read_manifest(path):
+    """The `images` list of a manifest or shard file."""
+    return load_coco(path)["images"]

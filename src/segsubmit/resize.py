@@ -1,0 +1,77 @@
+"""Resize label maps to the submission size with Albumentations or Kornia, NEAREST by default.
+
+Both use the floor rule `src = floor(dst * in / out)`; for integer factors (512 -> 256) they are
+identical (`m[::2, ::2]`). On some non-integer ratios Kornia (float32 index arithmetic) and
+Albumentations/OpenCV (double) pick a different source pixel at a few indices.
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from .errors import SegsubmitError
+
+log = logging.getLogger(__name__)
+
+RESIZE_BACKENDS = ("albumentations", "kornia")
+INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def check_interpolation(interpolation, allow_bilinear_labels):
+    """NEAREST passes; bilinear only when explicitly allowed, with a warning."""
+    if interpolation not in INTERPOLATIONS:
+        raise SegsubmitError(
+            f"resize.interpolation: {interpolation!r} unknown; choose one of {INTERPOLATIONS}"
+        )
+    if interpolation == "bilinear":
+        if not allow_bilinear_labels:
+            raise SegsubmitError(
+                "resize.interpolation: bilinear invents classes at label boundaries; use nearest, "
+                "or set resize.allow_bilinear_labels: true to reproduce that pitfall"
+            )
+        log.warning("resize: bilinear interpolation of label maps (pitfall mode): "
+                    "boundary pixels get classes present in neither neighbour")
+
+
+def same_size_groups(label_maps):
+    """{(H, W): [positions]} in first-seen order."""
+    groups = {}
+    for position, label_map in enumerate(label_maps):
+        groups.setdefault(label_map.shape, []).append(position)
+    return groups
+
+
+def resize_albumentations(stack, size, interpolation):
+    """(N, H, W) uint8 -> (N, h, w) with `A.Resize` on `masks=`."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+    import cv2
+
+    flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
+    transform = A.Resize(size[0], size[1], interpolation=flag, mask_interpolation=flag)
+    return np.asarray(transform(image=stack[0], masks=stack)["masks"], dtype=np.uint8)
+
+
+def resize_kornia(stack, size, interpolation):
+    """(N, H, W) uint8 -> (N, h, w) with `kornia.geometry.transform.resize`, no antialiasing."""
+    import torch
+    from kornia.geometry.transform import resize
+
+    batch = torch.from_numpy(stack)[:, None]
+    if interpolation == "bilinear":
+        batch = batch.float()
+    resized = resize(batch, size, interpolation=interpolation, antialias=False)
+    return resized[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
+    """Every map resized to `size` (h, w); returns a (N, h, w) uint8 array in input order."""
+    if backend not in RESIZE_BACKENDS:
+        raise SegsubmitError(f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}")
+    resize_stack = resize_albumentations if backend == "albumentations" else resize_kornia
+    output = np.empty((len(label_maps), *size), dtype=np.uint8)
+    for positions in same_size_groups(label_maps).values():
+        stack = np.stack([label_maps[p] for p in positions])
+        output[positions] = resize_stack(stack, tuple(size), interpolation)
+    return output

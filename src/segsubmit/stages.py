@@ -1,0 +1,119 @@
+"""One function per workflow stage: plain arguments in, files out. Rule scripts call these;
+torch is imported only by the stages that run a model."""
+
+import json
+import logging
+
+import numpy as np
+
+from .atomic import atomic_path, write_json
+from .labels import read_label_shard, write_label_shard
+from .manifest import build_manifest, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+def demo_dataset_stage(data_root, json_paths, counts, seed, image_size, class_names):
+    """Generate the synthetic demo dataset (train/val/test)."""
+    from .synthetic import make_demo_dataset
+
+    make_demo_dataset(data_root, json_paths, counts, seed, image_size, class_names)
+    log.info("demo dataset: %s images under %s", counts, data_root)
+
+
+def demo_model_stage(json_path, data_root, class_names, weights_path, architecture, steps, crop,
+                     seed):
+    """Train the demo model on the synthetic train split."""
+    from .demo_model import train_demo_model
+
+    train_demo_model(json_path, data_root, class_names, weights_path, architecture, steps,
+                     crop=crop, seed=seed)
+
+
+def manifest_stage(json_path, data_root, class_names, manifest_path, shard_paths):
+    """Validate the COCO json and its image files; write manifest + shard files."""
+    entries = build_manifest(json_path, data_root, class_names, len(shard_paths))
+    write_manifest(entries, manifest_path, shard_paths, data_root)
+    sizes = np.bincount([entry["shard"] for entry in entries], minlength=len(shard_paths))
+    log.info("manifest: %d images from %s in %d shards (sizes %s)", len(entries), json_path,
+             len(shard_paths), sizes.tolist())
+
+
+def infer_stage(shard_path, labels_path, backend, predictor_settings, batch_size, workers,
+                on_bad_image):
+    """Predict every image of a shard; write its argmax label maps."""
+    from .backends import PredictorSettings, load_predictor
+    from .infer import predict_shard
+
+    shard = json.loads(open(shard_path, encoding="utf-8").read())
+    predictor = load_predictor(backend, PredictorSettings(**predictor_settings))
+    log.info("infer: %d images on %s with %s", len(shard["images"]), predictor.device, backend)
+    label_maps = predict_shard(shard["images"], shard["data_root"], predictor, batch_size,
+                               workers, on_bad_image)
+    write_label_shard(labels_path, [entry["id"] for entry in shard["images"]], label_maps)
+
+
+def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels):
+    """Resize a shard's label maps to the submission size."""
+    from .resize import check_interpolation, resize_label_maps
+
+    check_interpolation(interpolation, allow_bilinear_labels)
+    image_ids, label_maps = read_label_shard(labels_path)
+    resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
+    write_label_shard(resized_path, image_ids, list(resized))
+    log.info("resize: %d maps -> %dx%d with %s (%s)", len(image_ids), size[0], size[1], backend,
+             interpolation)
+
+
+def maps_in_manifest_order(manifest_path, shard_paths):
+    """(manifest entries, label maps in manifest order) from per-shard label files."""
+    entries = read_manifest(manifest_path)
+    maps_by_id = {}
+    for shard_path in shard_paths:
+        image_ids, label_maps = read_label_shard(shard_path)
+        maps_by_id.update(zip(image_ids, label_maps, strict=True))
+    return entries, [maps_by_id[entry["id"]] for entry in entries]
+
+
+def submission_stage(manifest_path, resized_paths, csv_path, num_classes, size):
+    """Write submission.csv in manifest order, validate it, then move it into place."""
+    from .submission import validate_submission, write_submission
+
+    entries, label_maps = maps_in_manifest_order(manifest_path, resized_paths)
+    file_names = [entry["file_name"] for entry in entries]
+    with atomic_path(csv_path) as checked_path:
+        write_submission(checked_path, file_names, label_maps)
+        validate_submission(checked_path, file_names, num_classes, size[0] * size[1])
+    log.info("submission: %d rows -> %s", len(entries), csv_path)
+
+
+def validate_stage(csv_path, manifest_path, report_path, num_classes, size):
+    """Re-read the finished submission.csv and record that it passed."""
+    from .submission import validate_submission
+
+    file_names = [entry["file_name"] for entry in read_manifest(manifest_path)]
+    rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1])
+    write_json(report_path, {"csv": str(csv_path), "rows": rows, "valid": True})
+    log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
+
+
+def score_stage(json_path, manifest_path, label_paths, score_path, table_path, class_names,
+                size):
+    """mIoU of the label maps against the json's annotations, resized to `size` with the same
+    NEAREST rule as the predictions."""
+    from .metrics import format_score_table, load_ground_truth, rasterize_ground_truth, score_images
+    from .resize import resize_label_maps
+
+    entries, predictions = maps_in_manifest_order(manifest_path, label_paths)
+    coco_api, class_of_category = load_ground_truth(json_path, class_names)
+    truths = [rasterize_ground_truth(coco_api, entry["id"], class_of_category) for entry in entries]
+    if size is not None:
+        truths = list(resize_label_maps(truths, tuple(size), "albumentations"))
+    scores = score_images(truths, predictions, len(class_names))
+    scores["classes"] = list(class_names)
+    scores["size"] = list(size) if size is not None else "input"
+    table = format_score_table(scores, class_names)
+    write_json(score_path, scores)
+    with atomic_path(table_path) as tmp_path:
+        tmp_path.write_text(table + "\n")
+    log.info("score (%s):\n%s", scores["size"], table)

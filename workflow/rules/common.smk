@@ -1,0 +1,64 @@
+"""Paths and settings shared by the rules (derived from the validated config)."""
+
+from segsubmit.codehash import source_digest
+from segsubmit.errors import SegsubmitError
+
+RESULTS = config["results"]
+CLASSES = config["classes"]
+SPLITS = list(config["data"]["splits"])
+SCORED_SPLITS = config["data"]["score"]
+SHARDS = list(range(config["data"]["shards"]))
+USE_DEMO_DATA = config["data"]["root"] is None
+USE_DEMO_MODEL = config["model"]["weights"] is None
+DEMO_ROOT = f"{RESULTS}/demo/data"
+DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
+WEIGHTS = f"{RESULTS}/demo/model.pt" if USE_DEMO_MODEL else config["model"]["weights"]
+
+unknown_scored = sorted(set(SCORED_SPLITS) - set(SPLITS))
+if unknown_scored:
+    raise SegsubmitError(
+        f"data.score: {unknown_scored} not in data.splits {SPLITS}; list only configured splits"
+    )
+if USE_DEMO_MODEL and config["model"]["backend"] != "torchvision":
+    raise SegsubmitError(
+        "model.weights: required for backend "
+        f"{config['model']['backend']!r} (the demo model is torchvision)"
+    )
+if USE_DEMO_DATA and not set(SPLITS) <= {"train", "val", "test"}:
+    raise SegsubmitError(
+        f"data.splits: the demo dataset has splits train/val/test, not {SPLITS}; "
+        "set data.root to use your own data"
+    )
+if config["model"]["backend"] == "detectron2" and not config["model"]["config_file"]:
+    raise SegsubmitError("model.config_file: the detectron2 backend needs the model's config.yaml")
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+    shard=r"\d+",
+
+
+def coco_json(split):
+    """The COCO json of a split (under the demo data root when no data is configured)."""
+    if USE_DEMO_DATA:
+        return f"{DEMO_ROOT}/{split}.json"
+    return f"{DATA_ROOT}/{config['data']['splits'][split]}"
+
+
+def dataset_inputs(wildcards):
+    """What a split's manifest/score depends on: the json (or the generated demo data)."""
+    if USE_DEMO_DATA:
+        return {"data": DEMO_ROOT}
+    return {"coco": coco_json(wildcards.split)}
+
+
+def model_inputs(wildcards):
+    """Model files: weights, plus the detectron2 config file when used."""
+    inputs = {"weights": WEIGHTS}
+    if config["model"]["config_file"]:
+        inputs["model_config"] = config["model"]["config_file"]
+    return inputs
+
+
+def log_path(rule_name, pattern):
+    """Log file of a rule's job."""
+    return f"{RESULTS}/logs/{rule_name}/{pattern}.log"

@@ -1,0 +1,35 @@
+"""The embedded default: a synthetic COCO dataset and a demo model trained on it (CPU)."""
+
+
+rule demo_dataset:
+    output:
+        directory(DEMO_ROOT),
+    params:
+        counts=config["demo"]["images"],
+        seed=config["demo"]["seed"],
+        image_size=config["demo"]["image_size"],
+        classes=CLASSES,
+        code=source_digest("synthetic.py", "atomic.py"),
+    log:
+        log_path("demo_dataset", "demo"),
+    script:
+        "../scripts/demo_dataset.py"
+
+
+rule demo_model:
+    input:
+        data=DEMO_ROOT,
+    output:
+        f"{RESULTS}/demo/model.pt",
+    params:
+        architecture=config["model"]["architecture"],
+        steps=config["demo"]["train_steps"],
+        crop=config["demo"]["crop"],
+        seed=config["demo"]["seed"],
+        classes=CLASSES,
+        code=source_digest("demo_model.py", "images.py", "metrics.py", "backends"),
+    threads: 2
+    log:
+        log_path("demo_model", "demo"),
+    script:
+        "../scripts/demo_model.py"

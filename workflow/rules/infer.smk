@@ -1,0 +1,31 @@
+"""infer: batched inference per shard -> uint8 argmax label maps at the images' own size."""
+
+
+rule infer:
+    input:
+        unpack(model_inputs),
+        shard=shard_file,
+    output:
+        RESULTS + "/{split}/labels/{shard}.npz",
+    params:
+        backend=config["model"]["backend"],
+        settings={
+            "num_classes": len(CLASSES),
+            "device": config["model"]["device"],
+            "architecture": config["model"]["architecture"],
+            "opts": config["model"]["opts"],
+            "mean": config["model"]["mean"],
+            "std": config["model"]["std"],
+            "precision": config["infer"]["precision"],
+            "channels_last": config["infer"]["channels_last"],
+        },
+        batch_size=config["infer"]["batch_size"],
+        workers=config["infer"]["workers"],
+        on_bad_image=config["infer"]["on_bad_image"],
+        code=source_digest("infer.py", "images.py", "labels.py", "backends", "atomic.py"),
+    resources:
+        gpu=1,
+    log:
+        log_path("infer", "{split}/{shard}"),
+    script:
+        "../scripts/infer.py"

@@ -1,0 +1,33 @@
+"""manifest: validate a split's COCO json and images; one small file per shard.
+
+A checkpoint, so that after it runs Snakemake re-checks each shard file by content: adding an
+image reruns only the shard that receives it.
+"""
+
+
+checkpoint manifest:
+    input:
+        unpack(dataset_inputs),
+    output:
+        manifest=RESULTS + "/{split}/manifest.json",
+        shards=expand(RESULTS + "/{{split}}/shards/{shard}.json", shard=SHARDS),
+    params:
+        coco=lambda wildcards: coco_json(wildcards.split),
+        data_root=DATA_ROOT,
+        classes=CLASSES,
+        code=source_digest("manifest.py", "coco.py", "atomic.py"),
+    log:
+        log_path("manifest", "{split}"),
+    script:
+        "../scripts/manifest.py"
+
+
+def shard_file(wildcards):
+    """The shard file of one (split, shard), known once the manifest checkpoint ran."""
+    shards = checkpoints.manifest.get(split=wildcards.split).output.shards
+    return shards[int(wildcards.shard)]
+
+
+def manifest_file(wildcards):
+    """The full, ordered manifest of a split."""
+    return checkpoints.manifest.get(split=wildcards.split).output.manifest

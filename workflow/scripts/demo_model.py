@@ -1,0 +1,17 @@
+"""Rule demo_model: train the demo model on the synthetic train split."""
+
+from segsubmit.logs import run_stage
+from segsubmit.stages import demo_model_stage
+
+run_stage(
+    snakemake.log[0],
+    demo_model_stage,
+    json_path=f"{snakemake.input.data}/train.json",
+    data_root=snakemake.input.data,
+    class_names=snakemake.params.classes,
+    weights_path=snakemake.output[0],
+    architecture=snakemake.params.architecture,
+    steps=snakemake.params.steps,
+    crop=snakemake.params.crop,
+    seed=snakemake.params.seed,
+)

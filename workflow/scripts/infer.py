@@ -1,0 +1,20 @@
+"""Rule infer: predict one shard's label maps."""
+
+from segsubmit.logs import run_stage
+from segsubmit.stages import infer_stage
+
+run_stage(
+    snakemake.log[0],
+    infer_stage,
+    shard_path=snakemake.input.shard,
+    labels_path=snakemake.output[0],
+    backend=snakemake.params.backend,
+    predictor_settings={
+        **snakemake.params.settings,
+        "weights": snakemake.input.weights,
+        "config_file": snakemake.input.get("model_config", ""),
+    },
+    batch_size=snakemake.params.batch_size,
+    workers=snakemake.params.workers,
+    on_bad_image=snakemake.params.on_bad_image,
+)

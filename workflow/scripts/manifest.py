@@ -1,0 +1,14 @@
+"""Checkpoint manifest: validate the COCO json, write manifest + shard files."""
+
+from segsubmit.logs import run_stage
+from segsubmit.stages import manifest_stage
+
+run_stage(
+    snakemake.log[0],
+    manifest_stage,
+    json_path=snakemake.params.coco,
+    data_root=snakemake.params.data_root,
+    class_names=snakemake.params.classes,
+    manifest_path=snakemake.output.manifest,
+    shard_paths=snakemake.output.shards,
+)
