@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 class ShardImages(Dataset):
     """Manifest entries -> (position, uint8 RGB image); bad images give None in 'blank' mode."""
 
-    def __init__(self, entries, data_root, on_bad_image="error"):
+    def __init__(self, entries, data_root, on_bad_image="error", prepare=None):
         self.entries = entries
         self.data_root = Path(data_root)
         self.on_bad_image = on_bad_image
+        self.prepare = prepare
 
     def __len__(self):
         return len(self.entries)
@@ -40,7 +41,7 @@ class ShardImages(Dataset):
                 f"{path}: decoded size {image.shape[2]}x{image.shape[1]} (after EXIF rotation) "
                 f"differs from the json's width x height {expected[1]}x{expected[0]}; fix the json"
             )
-        return position, image
+        return position, self.prepare(image) if self.prepare else image
 
 
 def size_buckets(entries, batch_size):
@@ -63,10 +64,10 @@ def collate_same_size(samples):
     return [position for position, _ in good], batch, blank_positions
 
 
-def predict_with_backoff(predictor, batch):
+def predict_with_backoff(predictor, batch, size):
     """Predict a batch; on CUDA out-of-memory, halve it and retry (no image lost or repeated)."""
     try:
-        return predictor.predict(batch)
+        return predictor.predict(batch, size)
     except torch.cuda.OutOfMemoryError:
         if len(batch) == 1:
             raise
@@ -75,13 +76,16 @@ def predict_with_backoff(predictor, batch):
         log.warning("CUDA out of memory at batch %d; retrying as %d + %d", len(batch), half,
                     len(batch) - half)
         return torch.cat(
-            [predict_with_backoff(predictor, batch[:half]), predict_with_backoff(predictor, batch[half:])]
+            [
+                predict_with_backoff(predictor, batch[:half], size),
+                predict_with_backoff(predictor, batch[half:], size),
+            ]
         )
 
 
 def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_image="error"):
     """Label maps (uint8 numpy, original size) for `entries`, in their order."""
-    dataset = ShardImages(entries, data_root, on_bad_image)
+    dataset = ShardImages(entries, data_root, on_bad_image, predictor.prepare)
     loader = DataLoader(
         dataset,
         batch_sampler=size_buckets(entries, batch_size),
@@ -94,7 +98,12 @@ def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_ima
     with tqdm(total=len(entries), desc="infer", unit="img") as progress:
         for positions, batch, blank_positions in loader:
             if batch is not None:
-                labels = predict_with_backoff(predictor, batch.to(predictor.device, non_blocking=True))
+                first = entries[positions[0]]
+                labels = predict_with_backoff(
+                    predictor,
+                    batch.to(predictor.device, non_blocking=True),
+                    (first["height"], first["width"]),
+                )
                 for position, label_map in zip(positions, labels.cpu().numpy(), strict=True):
                     label_maps[position] = label_map
             for position in blank_positions:

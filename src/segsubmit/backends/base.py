@@ -64,27 +64,37 @@ def load_state_dict(weights_path):
 
 
 class Predictor:
-    """Batch of uint8 RGB (N, 3, H, W) on `device` -> uint8 argmax labels (N, H, W).
+    """The backend interface used by the infer stage.
 
-    Subclasses implement `logits(images)`: float logits (N, C, h, w) for uint8 input.
+    - `prepare`: None, or a picklable callable run in DataLoader workers on each decoded
+      uint8 RGB image (3, H, W); it returns the uint8 tensor the model wants (e.g. resized).
+      Images of one original size must come out of it with one shape (batches are bucketed by
+      original size).
+    - `predict(batch, size)`: the stacked prepared images, moved to `device` -> uint8 argmax
+      labels (N, H, W) at the original `size` (H, W), on the device.
+
+    This base class implements `predict` for models that output logits: subclasses implement
+    `logits(batch)` -> float (N, C, h, w); logits are resized bilinearly to `size` if needed.
     """
+
+    prepare = None
 
     def __init__(self, device, num_classes, precision="fp32"):
         self.device = device
         self.num_classes = num_classes
         self.precision = precision
 
-    def logits(self, images):
+    def logits(self, batch):
         raise NotImplementedError
 
     @torch.inference_mode()
-    def predict(self, images):
-        """Argmax labels at the input size, uint8, on the device."""
+    def predict(self, batch, size):
+        """Argmax labels at `size`, uint8, on the device."""
         with autocast_context(self.device, self.precision):
-            scores = self.logits(images)
-        if scores.shape[-2:] != images.shape[-2:]:
+            scores = self.logits(batch)
+        if tuple(scores.shape[-2:]) != tuple(size):
             scores = torch.nn.functional.interpolate(
-                scores.float(), size=images.shape[-2:], mode="bilinear", align_corners=False
+                scores.float(), size=tuple(size), mode="bilinear", align_corners=False
             )
         return scores.argmax(dim=1).to(torch.uint8)
 
