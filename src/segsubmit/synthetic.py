@@ -118,9 +118,9 @@ def make_split(data_root, split, count, first_id, seed, size, class_names, with_
 
 
 def make_demo_dataset(data_root, json_paths, counts, seed, size, class_names):
-    """Generate train/val/test splits (test without annotations) and write their jsons."""
+    """Generate the splits named in `counts` (test without annotations), write their jsons."""
     first_id = 0
-    for split in ("train", "val", "test"):
+    for split in counts:
         coco = make_split(data_root, split, counts[split], first_id, seed, size, class_names,
                           with_annotations=split != "test")
         first_id += counts[split]

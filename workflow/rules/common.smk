@@ -41,7 +41,7 @@ def coco_json(split):
     """The COCO json of a split (under the demo data root when no data is configured)."""
     if USE_DEMO_DATA:
         return f"{DEMO_ROOT}/{split}.json"
-    return f"{DATA_ROOT}/{config['data']['splits'][split]}"
+    return f"{DATA_ROOT}/" + config["data"]["coco_json"].format(split=split)
 
 
 def dataset_inputs(wildcards):

@@ -28,6 +28,17 @@ def shard_file(wildcards):
     return shards[int(wildcards.shard)]
 
 
+def after_manifest(pattern):
+    """Input function for `pattern`, evaluated only once the split's manifest checkpoint ran,
+    so that a shard whose inputs did not change is not rerun."""
+
+    def input_after_manifest(wildcards):
+        checkpoints.manifest.get(split=wildcards.split)
+        return pattern.format(**wildcards)
+
+    return input_after_manifest
+
+
 def manifest_file(wildcards):
     """The full, ordered manifest of a split."""
     return checkpoints.manifest.get(split=wildcards.split).output.manifest

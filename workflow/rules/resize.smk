@@ -3,7 +3,7 @@
 
 rule resize:
     input:
-        RESULTS + "/{split}/labels/{shard}.npz",
+        after_manifest(RESULTS + "/{split}/labels/{shard}.npz"),
     output:
         RESULTS + "/{split}/resized/{shard}.npz",
     params:

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny COCO datasets in the competition format and real snakemake runs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from segsubmit.backends.torchvision_backend import build_torchvision_model
+from segsubmit.classes import COMPETITION_CLASSES
+from segsubmit.synthetic import make_demo_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLASSES = list(COMPETITION_CLASSES)
+
+
+def make_dataset(root, counts, size=64, seed=0):
+    """Synthetic COCO dataset under `root` (train/val/test jsons + JPEGs)."""
+    make_demo_dataset(root, {s: Path(root) / f"{s}.json" for s in counts}, counts, seed, size,
+                      CLASSES)
+    return Path(root)
+
+
+def save_random_model(path, seed=0):
+    """An untrained LR-ASPP state dict with the competition's class count."""
+    torch.manual_seed(seed)
+    torch.save(build_torchvision_model("lraspp_mobilenet_v3_large", len(CLASSES)).state_dict(),
+               path)
+    return Path(path)
+
+
+def tiny_config(workdir, **overrides):
+    """A config for a fast run on user data in `workdir` (val split only, 2 shards)."""
+    config = {
+        "data": {"root": "data", "splits": ["val"], "score": ["val"], "shards": 2},
+        "model": {"weights": "model.pt"},
+        "infer": {"batch_size": 4, "workers": 0},
+        "resize": {"size": [32, 32]},
+    }
+    for section, values in overrides.items():
+        config[section] = {**config.get(section, {}), **values}
+    path = Path(workdir) / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_snakemake(workdir, *extra, configfile="config.yaml", check=True):
+    """Run the real snakemake CLI on this repository's workflow in `workdir`."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", "--resources", "gpu=1",
+               "--configfile", str(configfile), *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def user_workdir(tmp_path):
+    """A workdir holding a 12-image val split, a random model and a tiny config."""
+    make_dataset(tmp_path / "data", {"train": 1, "val": 12, "test": 1})
+    save_random_model(tmp_path / "model.pt")
+    tiny_config(tmp_path)
+    return tmp_path

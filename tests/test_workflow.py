@@ -1,0 +1,108 @@
+"""The real workflow on tiny data: outputs, and what reruns after each kind of change."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make_dataset, run_snakemake, save_random_model, tiny_config
+
+from segsubmit.manifest import shard_of
+from segsubmit.submission import validate_submission
+
+pytestmark = pytest.mark.workflow
+
+
+def output_mtimes(workdir):
+    """{relative path: mtime_ns} of every result file except logs."""
+    results = Path(workdir) / "results"
+    return {
+        str(path.relative_to(results)): path.stat().st_mtime_ns
+        for path in results.rglob("*")
+        if path.is_file() and "logs" not in path.parts and not path.name.startswith(".")
+    }
+
+
+def rewritten(before, after):
+    """Result files written between two snapshots."""
+    return sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+
+
+def val_file_names(workdir):
+    coco = json.loads((Path(workdir) / "data" / "val.json").read_text())
+    return [image["file_name"] for image in coco["images"]]
+
+
+def test_demo_mode_runs_end_to_end(tmp_path):
+    """No data or weights configured: the synthetic dataset and demo model are built."""
+    (tmp_path / "config.yaml").write_text(
+        "demo: {images: {train: 3, val: 3, test: 3}, image_size: 64, train_steps: 2, crop: 32}\n"
+        "resize: {size: [32, 32]}\ninfer: {workers: 0}\ndata: {shards: 2}\n"
+    )
+    run_snakemake(tmp_path)
+    results = tmp_path / "results"
+    for split in ("test", "val"):
+        names = [e["file_name"] for e in json.loads((results / split / "manifest.json").read_text())
+                 ["images"]]
+        assert validate_submission(results / split / "submission.csv", names, 11, 32 * 32) == 3
+        assert names[0].startswith("batch_0") and names[0].endswith(".jpg")
+    score = json.loads((results / "val" / "score.json").read_text())
+    assert 0.0 <= score["miou"] <= 1.0 and len(score["per_class_iou"]) == 11
+
+
+def test_first_run_then_nothing_to_do(user_workdir):
+    run_snakemake(user_workdir)
+    csv_path = user_workdir / "results" / "val" / "submission.csv"
+    assert validate_submission(csv_path, val_file_names(user_workdir), 11, 32 * 32) == 12
+    assert json.loads((user_workdir / "results" / "val" / "submission.valid.json").read_text())[
+        "valid"]
+    assert "miou" in json.loads((user_workdir / "results" / "val" / "score.json").read_text())
+    second = run_snakemake(user_workdir)
+    assert "Nothing to be done" in second.stdout + second.stderr
+
+
+def test_resize_backend_change_reruns_only_resize_and_after(user_workdir):
+    run_snakemake(user_workdir)
+    before = output_mtimes(user_workdir)
+    csv_before = (user_workdir / "results" / "val" / "submission.csv").read_bytes()
+    tiny_config(user_workdir, resize={"backend": "kornia"})
+    run_snakemake(user_workdir)
+    changed = rewritten(before, output_mtimes(user_workdir))
+    assert changed == [
+        "val/resized/0.npz", "val/resized/1.npz", "val/score.json", "val/score.txt",
+        "val/submission.csv", "val/submission.valid.json",
+    ]
+    # 64 -> 32 is an integer factor: both backends give the same maps.
+    assert (user_workdir / "results" / "val" / "submission.csv").read_bytes() == csv_before
+
+
+def test_new_weights_rerun_inference_and_after(user_workdir):
+    run_snakemake(user_workdir)
+    before = output_mtimes(user_workdir)
+    save_random_model(user_workdir / "model.pt", seed=1)
+    run_snakemake(user_workdir)
+    changed = rewritten(before, output_mtimes(user_workdir))
+    assert "val/labels/0.npz" in changed and "val/labels/1.npz" in changed
+    assert "val/submission.csv" in changed and "val/score.json" in changed
+    assert not [path for path in changed if path.startswith(("val/shards", "val/manifest"))]
+
+
+def test_added_image_reruns_only_its_shard(user_workdir, tmp_path_factory):
+    run_snakemake(user_workdir)
+    before = output_mtimes(user_workdir)
+    extra_root = make_dataset(tmp_path_factory.mktemp("extra"), {"val": 1}, seed=7)
+    extra = json.loads((extra_root / "val.json").read_text())
+    new_image = {**extra["images"][0], "id": 999, "file_name": "batch_09_vt/0999.jpg"}
+    (user_workdir / "data" / "batch_09_vt").mkdir()
+    shutil.copy(extra_root / extra["images"][0]["file_name"],
+                user_workdir / "data" / new_image["file_name"])
+    coco = json.loads((user_workdir / "data" / "val.json").read_text())
+    coco["images"].append(new_image)
+    (user_workdir / "data" / "val.json").write_text(json.dumps(coco))
+    run_snakemake(user_workdir)
+    changed = rewritten(before, output_mtimes(user_workdir))
+    new_shard = shard_of(new_image["file_name"], 2)
+    assert [p for p in changed if p.startswith("val/labels/")] == [f"val/labels/{new_shard}.npz"]
+    assert [p for p in changed if p.startswith("val/resized/")] == [f"val/resized/{new_shard}.npz"]
+    csv_path = user_workdir / "results" / "val" / "submission.csv"
+    assert validate_submission(csv_path, val_file_names(user_workdir), 11, 32 * 32) == 13
