@@ -1,0 +1,187 @@
+"""Images of every format and models that don't fit: handled, or refused before inference."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, save_random_model
+from PIL import Image
+
+from segsubmit.backends import PredictorSettings, load_predictor
+from segsubmit.backends.base import Predictor
+from segsubmit.errors import SegsubmitError
+from segsubmit.images import decode_rgb
+from segsubmit.infer import predict_shard, predict_with_backoff
+
+RGB = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+
+
+def as_chw(array):
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix", "expected"),
+    [
+        ("RGB", ".png", lambda a: a),
+        ("RGBA", ".png", lambda a: a),
+        ("L", ".png", lambda a: np.repeat(np.asarray(Image.fromarray(a).convert("L"))[..., None],
+                                          3, axis=2)),
+    ],
+)
+def test_formats_decode_to_rgb(tmp_path, mode, suffix, expected):
+    path = tmp_path / f"image{suffix}"
+    Image.fromarray(RGB).convert(mode).save(path)
+    assert torch.equal(decode_rgb(path), as_chw(expected(RGB)))
+
+
+def test_sixteen_bit_png_keeps_top_byte(tmp_path):
+    gray16 = (np.arange(24 * 40, dtype=np.uint16).reshape(24, 40) * 61)
+    Image.fromarray(gray16).save(tmp_path / "deep.png")
+    decoded = decode_rgb(tmp_path / "deep.png")
+    assert decoded.dtype == torch.uint8 and decoded.shape == (3, 24, 40)
+    assert torch.equal(decoded[0], torch.from_numpy((gray16 >> 8).astype(np.uint8)))
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    """Orientation 6 (rotate 90 clockwise for display): decoded as the viewer shows it."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(RGB).save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    decoded = decode_rgb(tmp_path / "rotated.jpg")
+    assert decoded.shape == (3, 40, 24)
+    upright = np.asarray(Image.open(tmp_path / "rotated.jpg").transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(decoded.permute(1, 2, 0).numpy().astype(int) - upright).mean() < 2
+
+
+def test_corrupt_and_truncated_images_name_the_file(tmp_path):
+    Image.fromarray(RGB).save(tmp_path / "good.jpg")
+    (tmp_path / "truncated.jpg").write_bytes((tmp_path / "good.jpg").read_bytes()[:300])
+    (tmp_path / "garbage.jpg").write_bytes(b"not an image")
+    for name in ("truncated.jpg", "garbage.jpg"):
+        with pytest.raises(SegsubmitError, match=name):
+            decode_rgb(tmp_path / name)
+
+
+@pytest.fixture
+def predictor(tmp_path):
+    weights = save_random_model(tmp_path / "model.pt")
+    return load_predictor("torchvision", PredictorSettings(
+        weights=str(weights), num_classes=len(CLASSES), architecture="lraspp_mobilenet_v3_large"))
+
+
+def entries_for(tmp_path, sizes):
+    entries = []
+    for index, (height, width) in enumerate(sizes):
+        name = f"img{index}.jpg"
+        Image.fromarray(np.resize(RGB, (height, width, 3))).save(tmp_path / name)
+        entries.append({"id": index, "file_name": name, "height": height, "width": width})
+    return entries
+
+
+def test_mixed_sizes_predicted_at_true_size(tmp_path, predictor):
+    sizes = [(40, 40), (48, 64), (40, 40), (33, 57)]
+    maps = predict_shard(entries_for(tmp_path, sizes), tmp_path, predictor, 2, 0)
+    assert [m.shape for m in maps] == sizes and all(m.dtype == np.uint8 for m in maps)
+    alone = predict_shard(entries_for(tmp_path, sizes)[1:2], tmp_path, predictor, 1, 0)
+    assert np.array_equal(alone[0], maps[1])
+
+
+def test_json_size_must_match_image(tmp_path, predictor):
+    entries = entries_for(tmp_path, [(40, 40)])
+    entries[0]["width"] = 41
+    with pytest.raises(SegsubmitError, match="differs from the json"):
+        predict_shard(entries, tmp_path, predictor, 1, 0)
+
+
+def test_bad_image_blank_mode(tmp_path, predictor, caplog):
+    entries = entries_for(tmp_path, [(40, 40), (40, 40)])
+    (tmp_path / "img1.jpg").write_bytes(b"broken")
+    with pytest.raises(SegsubmitError, match="img1.jpg"):
+        predict_shard(entries, tmp_path, predictor, 2, 0)
+    with caplog.at_level(logging.WARNING):
+        maps = predict_shard(entries, tmp_path, predictor, 2, 0, on_bad_image="blank")
+    assert not maps[1].any() and maps[1].shape == (40, 40)
+    assert "img1.jpg" in caplog.text
+
+
+def test_class_count_mismatch_is_refused(tmp_path):
+    weights = save_random_model(tmp_path / "model.pt")
+    with pytest.raises(SegsubmitError, match="do not fit lraspp_mobilenet_v3_large with 5 classes"):
+        load_predictor("torchvision", PredictorSettings(
+            weights=str(weights), num_classes=5, architecture="lraspp_mobilenet_v3_large"))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    weights = save_random_model(tmp_path / "model.pt")
+    with pytest.raises(SegsubmitError, match="do not fit deeplabv3_mobilenet_v3_large"):
+        load_predictor("torchvision", PredictorSettings(
+            weights=str(weights), num_classes=11, architecture="deeplabv3_mobilenet_v3_large"))
+
+
+class Payload:
+    """Pickled objects can run code on load: weights_only refuses them."""
+
+
+def test_checkpoints_are_loaded_weights_only(tmp_path):
+    torch.save({"model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(SegsubmitError, match="weights-only"):
+        load_predictor("torchvision", PredictorSettings(
+            weights=str(tmp_path / "evil.pt"), num_classes=11,
+            architecture="lraspp_mobilenet_v3_large"))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_backend_matches_torchvision(tmp_path, predictor):
+    traced = torch.jit.trace(predictor.module, torch.zeros(1, 3, 48, 48), strict=False)
+    traced.save(str(tmp_path / "model.ts"))
+    scripted = load_predictor("torchscript", PredictorSettings(
+        weights=str(tmp_path / "model.ts"), num_classes=11))
+    batch = torch.from_numpy(np.resize(RGB, (2, 3, 48, 48)))
+    assert torch.equal(scripted.predict(batch, (48, 48)), predictor.predict(batch, (48, 48)))
+    with pytest.raises(SegsubmitError, match="predicts 11 classes but config `classes` lists 4"):
+        load_predictor("torchscript", PredictorSettings(weights=str(tmp_path / "model.ts"),
+                                                        num_classes=4))
+
+
+class RunsOutOfMemoryAboveTwo(Predictor):
+    """A predictor whose device 'fits' two images: larger batches raise CUDA OOM."""
+
+    def __init__(self):
+        super().__init__(torch.device("cpu"), 11)
+        self.batch_sizes = []
+
+    def predict(self, batch, size):
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+        self.batch_sizes.append(len(batch))
+        return batch[:, 0].clone()
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_image(caplog):
+    predictor = RunsOutOfMemoryAboveTwo()
+    batch = torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1).expand(7, 3, 2, 2).contiguous()
+    with caplog.at_level(logging.WARNING):
+        labels = predict_with_backoff(predictor, batch, (2, 2))
+    assert labels[:, 0, 0].tolist() == list(range(7))
+    assert sum(predictor.batch_sizes) == 7 and max(predictor.batch_sizes) <= 2
+    assert "out of memory" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU (run on a GPU machine: pytest tests -k out_of_memory)")
+def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
+    """Fill the GPU so that only a small batch fits, then predict a large one."""
+    weights = save_random_model(tmp_path / "model.pt")
+    predictor = load_predictor("torchvision", PredictorSettings(
+        weights=str(weights), num_classes=11, architecture="lraspp_mobilenet_v3_large"))
+    batch = torch.randint(0, 256, (64, 3, 512, 512), dtype=torch.uint8, device="cuda")
+    reference = torch.cat([predictor.predict(batch[i:i + 8], (512, 512)) for i in range(0, 64, 8)])
+    free, _ = torch.cuda.mem_get_info()
+    ballast = torch.empty(int(free * 0.97), dtype=torch.uint8, device="cuda")
+    try:
+        labels = predict_with_backoff(predictor, batch, (512, 512))
+    finally:
+        del ballast
+    assert torch.equal(labels, reference)
