@@ -3,9 +3,22 @@
 Run: snakemake --cores 4 --resources gpu=1   (see README.md)
 """
 
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# The workflow's own package, for this process and every job (conda envs hold only its deps).
+PACKAGE_SOURCE = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, PACKAGE_SOURCE)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")])
+)
+
+
+envvars:
+    "PYTHONPATH",
 
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
@@ -24,12 +37,12 @@ include: "workflow/rules/score.smk"
 
 
 rule all:
+    default_target: True
     input:
-        expand(RESULTS + "/{split}/submission.csv", split=SPLITS),
-        expand(RESULTS + "/{split}/submission.valid.json", split=SPLITS),
-        expand(RESULTS + "/{split}/score.json", split=SCORED_SPLITS),
+        expand(result("{split}/submission.csv"), split=SPLITS),
+        expand(result("{split}/submission.valid.json"), split=SPLITS),
+        expand(result("{split}/score.json"), split=SCORED_SPLITS),
         expand(
-            RESULTS + "/{split}/score_input_size.json",
+            result("{split}/score_input_size.json"),
             split=SCORED_SPLITS if config["score"]["at_input_size"] else [],
         ),
-    default_target: True

@@ -19,16 +19,18 @@ CLASSES = list(COMPETITION_CLASSES)
 
 def make_dataset(root, counts, size=64, seed=0):
     """Synthetic COCO dataset under `root` (train/val/test jsons + JPEGs)."""
-    make_demo_dataset(root, {s: Path(root) / f"{s}.json" for s in counts}, counts, seed, size,
-                      CLASSES)
+    make_demo_dataset(
+        root, {s: Path(root) / f"{s}.json" for s in counts}, counts, seed, size, CLASSES
+    )
     return Path(root)
 
 
 def save_random_model(path, seed=0):
     """An untrained LR-ASPP state dict with the competition's class count."""
     torch.manual_seed(seed)
-    torch.save(build_torchvision_model("lraspp_mobilenet_v3_large", len(CLASSES)).state_dict(),
-               path)
+    torch.save(
+        build_torchvision_model("lraspp_mobilenet_v3_large", len(CLASSES)).state_dict(), path
+    )
     return Path(path)
 
 
@@ -49,9 +51,22 @@ def tiny_config(workdir, **overrides):
 
 def run_snakemake(workdir, *extra, configfile="config.yaml", check=True):
     """Run the real snakemake CLI on this repository's workflow in `workdir`."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", "--resources", "gpu=1",
-               "--configfile", str(configfile), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        "--configfile",
+        str(configfile),
+        *extra,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:

@@ -26,8 +26,11 @@ def as_chw(array):
     [
         ("RGB", ".png", lambda a: a),
         ("RGBA", ".png", lambda a: a),
-        ("L", ".png", lambda a: np.repeat(np.asarray(Image.fromarray(a).convert("L"))[..., None],
-                                          3, axis=2)),
+        (
+            "L",
+            ".png",
+            lambda a: np.repeat(np.asarray(Image.fromarray(a).convert("L"))[..., None], 3, axis=2),
+        ),
     ],
 )
 def test_formats_decode_to_rgb(tmp_path, mode, suffix, expected):
@@ -37,7 +40,7 @@ def test_formats_decode_to_rgb(tmp_path, mode, suffix, expected):
 
 
 def test_sixteen_bit_png_keeps_top_byte(tmp_path):
-    gray16 = (np.arange(24 * 40, dtype=np.uint16).reshape(24, 40) * 61)
+    gray16 = np.arange(24 * 40, dtype=np.uint16).reshape(24, 40) * 61
     Image.fromarray(gray16).save(tmp_path / "deep.png")
     decoded = decode_rgb(tmp_path / "deep.png")
     assert decoded.dtype == torch.uint8 and decoded.shape == (3, 24, 40)
@@ -67,8 +70,12 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path):
 @pytest.fixture
 def predictor(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
-    return load_predictor("torchvision", PredictorSettings(
-        weights=str(weights), num_classes=len(CLASSES), architecture="lraspp_mobilenet_v3_large"))
+    return load_predictor(
+        "torchvision",
+        PredictorSettings(
+            weights=str(weights), num_classes=len(CLASSES), architecture="lraspp_mobilenet_v3_large"
+        ),
+    )
 
 
 def entries_for(tmp_path, sizes):
@@ -109,15 +116,23 @@ def test_bad_image_blank_mode(tmp_path, predictor, caplog):
 def test_class_count_mismatch_is_refused(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
     with pytest.raises(SegsubmitError, match="do not fit lraspp_mobilenet_v3_large with 5 classes"):
-        load_predictor("torchvision", PredictorSettings(
-            weights=str(weights), num_classes=5, architecture="lraspp_mobilenet_v3_large"))
+        load_predictor(
+            "torchvision",
+            PredictorSettings(
+                weights=str(weights), num_classes=5, architecture="lraspp_mobilenet_v3_large"
+            ),
+        )
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
     with pytest.raises(SegsubmitError, match="do not fit deeplabv3_mobilenet_v3_large"):
-        load_predictor("torchvision", PredictorSettings(
-            weights=str(weights), num_classes=11, architecture="deeplabv3_mobilenet_v3_large"))
+        load_predictor(
+            "torchvision",
+            PredictorSettings(
+                weights=str(weights), num_classes=11, architecture="deeplabv3_mobilenet_v3_large"
+            ),
+        )
 
 
 class Payload:
@@ -127,22 +142,29 @@ class Payload:
 def test_checkpoints_are_loaded_weights_only(tmp_path):
     torch.save({"model": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(SegsubmitError, match="weights-only"):
-        load_predictor("torchvision", PredictorSettings(
-            weights=str(tmp_path / "evil.pt"), num_classes=11,
-            architecture="lraspp_mobilenet_v3_large"))
+        load_predictor(
+            "torchvision",
+            PredictorSettings(
+                weights=str(tmp_path / "evil.pt"),
+                num_classes=11,
+                architecture="lraspp_mobilenet_v3_large",
+            ),
+        )
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_torchscript_backend_matches_torchvision(tmp_path, predictor):
     traced = torch.jit.trace(predictor.module, torch.zeros(1, 3, 48, 48), strict=False)
     traced.save(str(tmp_path / "model.ts"))
-    scripted = load_predictor("torchscript", PredictorSettings(
-        weights=str(tmp_path / "model.ts"), num_classes=11))
+    scripted = load_predictor(
+        "torchscript", PredictorSettings(weights=str(tmp_path / "model.ts"), num_classes=11)
+    )
     batch = torch.from_numpy(np.resize(RGB, (2, 3, 48, 48)))
     assert torch.equal(scripted.predict(batch, (48, 48)), predictor.predict(batch, (48, 48)))
     with pytest.raises(SegsubmitError, match="predicts 11 classes but config `classes` lists 4"):
-        load_predictor("torchscript", PredictorSettings(weights=str(tmp_path / "model.ts"),
-                                                        num_classes=4))
+        load_predictor(
+            "torchscript", PredictorSettings(weights=str(tmp_path / "model.ts"), num_classes=4)
+        )
 
 
 class RunsOutOfMemoryAboveTwo(Predictor):
@@ -169,15 +191,23 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_image(caplog):
     assert "out of memory" in caplog.text
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason="needs a CUDA GPU (run on a GPU machine: pytest tests -k out_of_memory)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU (run on a GPU machine: pytest tests -k out_of_memory)",
+)
 def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
     """Fill the GPU so that only a small batch fits, then predict a large one."""
     weights = save_random_model(tmp_path / "model.pt")
-    predictor = load_predictor("torchvision", PredictorSettings(
-        weights=str(weights), num_classes=11, architecture="lraspp_mobilenet_v3_large"))
+    predictor = load_predictor(
+        "torchvision",
+        PredictorSettings(
+            weights=str(weights), num_classes=11, architecture="lraspp_mobilenet_v3_large"
+        ),
+    )
     batch = torch.randint(0, 256, (64, 3, 512, 512), dtype=torch.uint8, device="cuda")
-    reference = torch.cat([predictor.predict(batch[i:i + 8], (512, 512)) for i in range(0, 64, 8)])
+    reference = torch.cat(
+        [predictor.predict(batch[i : i + 8], (512, 512)) for i in range(0, 64, 8)]
+    )
     free, _ = torch.cuda.mem_get_info()
     ballast = torch.empty(int(free * 0.97), dtype=torch.uint8, device="cuda")
     try:

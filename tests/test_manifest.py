@@ -44,8 +44,10 @@ def test_shard_assignment_is_stable_when_images_are_added():
     ("change", "message"),
     [
         (lambda c: c["images"][1].update(id=c["images"][0]["id"]), "duplicate image ids"),
-        (lambda c: c["images"][1].update(file_name=c["images"][0]["file_name"]),
-         "duplicate file_name"),
+        (
+            lambda c: c["images"][1].update(file_name=c["images"][0]["file_name"]),
+            "duplicate file_name",
+        ),
         (lambda c: c.update(images=[]), "'images' is missing or empty"),
         (lambda c: c["annotations"][0].update(category_id=99), "category ids 99 "),
         (lambda c: c["annotations"][0].update(image_id=12345), "image ids 12345 "),

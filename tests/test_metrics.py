@@ -20,12 +20,15 @@ from segsubmit.metrics import (
 def test_miou_matches_torchmetrics_batch_by_batch():
     rng = np.random.default_rng(0)
     truths = rng.integers(0, 11, (12, 64, 64), np.uint8)
-    predictions = np.where(rng.random((12, 64, 64)) < 0.7, truths,
-                           rng.integers(0, 11, (12, 64, 64))).astype(np.uint8)
+    predictions = np.where(
+        rng.random((12, 64, 64)) < 0.7, truths, rng.integers(0, 11, (12, 64, 64))
+    ).astype(np.uint8)
     metric = MulticlassJaccardIndex(num_classes=11, average="macro")
     for start in range(0, 12, 4):
-        metric.update(torch.from_numpy(predictions[start:start + 4]).long(),
-                      torch.from_numpy(truths[start:start + 4]).long())
+        metric.update(
+            torch.from_numpy(predictions[start : start + 4]).long(),
+            torch.from_numpy(truths[start : start + 4]).long(),
+        )
     ours = score_images(truths, predictions, 11)["miou"]
     assert ours == pytest.approx(metric.compute().item(), abs=1e-6)
 
@@ -43,9 +46,15 @@ def test_per_image_mean_is_a_different_number():
     predictions = [np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)]
     scores = score_images(truths, predictions, 2)
     assert scores["per_image_mean_miou"] == pytest.approx((1.0 + 0.125) / 2)
-    assert scores["miou"] == pytest.approx(dataset_miou(confusion_matrix(
-        np.concatenate([t.ravel() for t in truths]),
-        np.concatenate([p.ravel() for p in predictions]), 2)))
+    assert scores["miou"] == pytest.approx(
+        dataset_miou(
+            confusion_matrix(
+                np.concatenate([t.ravel() for t in truths]),
+                np.concatenate([p.ravel() for p in predictions]),
+                2,
+            )
+        )
+    )
 
 
 def test_pixels_outside_class_range_are_ignored():
@@ -60,10 +69,24 @@ def test_smaller_objects_drawn_on_top_and_categories_by_name(tmp_path):
         "images": [{"id": 1, "file_name": "a.jpg", "width": 20, "height": 20}],
         "categories": [{"id": 7, "name": "Battery"}, {"id": 3, "name": "Paper"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 7, "segmentation": square(8, 12),
-             "area": 16, "bbox": [8, 8, 4, 4], "iscrowd": 0},
-            {"id": 2, "image_id": 1, "category_id": 3, "segmentation": square(2, 18),
-             "area": 256, "bbox": [2, 2, 16, 16], "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 7,
+                "segmentation": square(8, 12),
+                "area": 16,
+                "bbox": [8, 8, 4, 4],
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": square(2, 18),
+                "area": 256,
+                "bbox": [2, 2, 16, 16],
+                "iscrowd": 0,
+            },
         ],
     }
     (tmp_path / "val.json").write_text(json.dumps(coco))

@@ -25,8 +25,10 @@ def test_512_to_256_is_every_other_pixel(backend):
 
 def test_backends_identical_for_512_to_256():
     maps = random_maps(8, 512, 512, seed=1)
-    assert np.array_equal(resize_label_maps(maps, (256, 256), "albumentations"),
-                          resize_label_maps(maps, (256, 256), "kornia"))
+    assert np.array_equal(
+        resize_label_maps(maps, (256, 256), "albumentations"),
+        resize_label_maps(maps, (256, 256), "kornia"),
+    )
 
 
 @pytest.mark.parametrize("size", [(130, 100), (300, 257), (97, 512), (512, 384)])
@@ -37,8 +39,9 @@ def test_each_backend_follows_its_library_rule(size):
     kornia = resize_label_maps(maps, (256, 256), "kornia")
     for label_map, a, k in zip(maps, album, kornia, strict=True):
         assert np.array_equal(a, cv2.resize(label_map, (256, 256), interpolation=cv2.INTER_NEAREST))
-        torch_ref = torch.nn.functional.interpolate(torch.from_numpy(label_map)[None, None],
-                                                    size=(256, 256), mode="nearest")[0, 0]
+        torch_ref = torch.nn.functional.interpolate(
+            torch.from_numpy(label_map)[None, None], size=(256, 256), mode="nearest"
+        )[0, 0]
         assert np.array_equal(k, torch_ref.numpy())
 
 
@@ -54,8 +57,11 @@ def test_where_backends_differ_on_odd_ratios():
 
 
 def test_mixed_sizes_keep_order():
-    maps = [np.full((64, 64), 1, np.uint8), np.full((32, 48), 2, np.uint8),
-            np.full((64, 64), 3, np.uint8)]
+    maps = [
+        np.full((64, 64), 1, np.uint8),
+        np.full((32, 48), 2, np.uint8),
+        np.full((64, 64), 3, np.uint8),
+    ]
     resized = resize_label_maps(maps, (16, 16), "albumentations")
     assert [int(m[0, 0]) for m in resized] == [1, 2, 3]
 

@@ -56,8 +56,12 @@ def test_validator_accepts_written_file(tmp_path):
         (lambda text: text.replace("image_id,", "id,", 1), "header"),
         (lambda text: "\n".join(text.split("\n")[:-2]) + "\n", "5 rows"),
         (lambda text: text.replace("0001.jpg", "0009.jpg"), "manifest order"),
-        (lambda text: text.replace(",0 ", ",11 ", 1).replace(",1 ", ",11 ", 1)
-         .replace(",2 ", ",11 ", 1), "outside 0..10"),
+        (
+            lambda text: (
+                text.replace(",0 ", ",11 ", 1).replace(",1 ", ",11 ", 1).replace(",2 ", ",11 ", 1)
+            ),
+            "outside 0..10",
+        ),
         (lambda text: text.replace(" 3 ", " 3  ", 1), "not space-separated"),
         (lambda text: text.replace(" 4 ", " x ", 1), "not space-separated"),
         (lambda text: text.replace(" 5\n", "\n", 1), "65535 values"),
@@ -77,9 +81,16 @@ def test_validator_names_the_problem(tmp_path, mutate, message):
 def test_cli_validates(tmp_path):
     write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
     (tmp_path / "manifest.json").write_text(
-        '{"images": [' + ",".join(f'{{"file_name": "{n}"}}' for n in NAMES) + "]}")
-    command = [sys.executable, "-m", "segsubmit.cli", "validate-submission",
-               str(tmp_path / "s.csv"), str(tmp_path / "manifest.json")]
+        '{"images": [' + ",".join(f'{{"file_name": "{n}"}}' for n in NAMES) + "]}"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "segsubmit.cli",
+        "validate-submission",
+        str(tmp_path / "s.csv"),
+        str(tmp_path / "manifest.json"),
+    ]
     ok = subprocess.run(command, capture_output=True, text=True)
     assert ok.returncode == 0 and "valid" in ok.stdout
     bad = subprocess.run(command + ["--classes", "5"], capture_output=True, text=True)
@@ -103,7 +114,10 @@ except OSError as err:
 def test_disk_full_leaves_no_submission(tmp_path):
     """A real write failure (file size limit, EFBIG): no csv, no temp file left behind."""
     target = tmp_path / "submission.csv"
-    result = subprocess.run([sys.executable, "-c", WRITE_UNDER_FILE_SIZE_LIMIT, str(target)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_UNDER_FILE_SIZE_LIMIT, str(target)],
+        capture_output=True,
+        text=True,
+    )
     assert "write failed" in result.stdout, result.stderr
     assert os.listdir(tmp_path) == []

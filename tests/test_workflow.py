@@ -42,8 +42,10 @@ def test_demo_mode_runs_end_to_end(tmp_path):
     run_snakemake(tmp_path)
     results = tmp_path / "results"
     for split in ("test", "val"):
-        names = [e["file_name"] for e in json.loads((results / split / "manifest.json").read_text())
-                 ["images"]]
+        names = [
+            e["file_name"]
+            for e in json.loads((results / split / "manifest.json").read_text())["images"]
+        ]
         assert validate_submission(results / split / "submission.csv", names, 11, 32 * 32) == 3
         assert names[0].startswith("batch_0") and names[0].endswith(".jpg")
     score = json.loads((results / "val" / "score.json").read_text())
@@ -55,7 +57,8 @@ def test_first_run_then_nothing_to_do(user_workdir):
     csv_path = user_workdir / "results" / "val" / "submission.csv"
     assert validate_submission(csv_path, val_file_names(user_workdir), 11, 32 * 32) == 12
     assert json.loads((user_workdir / "results" / "val" / "submission.valid.json").read_text())[
-        "valid"]
+        "valid"
+    ]
     assert "miou" in json.loads((user_workdir / "results" / "val" / "score.json").read_text())
     second = run_snakemake(user_workdir)
     assert "Nothing to be done" in second.stdout + second.stderr
@@ -69,8 +72,12 @@ def test_resize_backend_change_reruns_only_resize_and_after(user_workdir):
     run_snakemake(user_workdir)
     changed = rewritten(before, output_mtimes(user_workdir))
     assert changed == [
-        "val/resized/0.npz", "val/resized/1.npz", "val/score.json", "val/score.txt",
-        "val/submission.csv", "val/submission.valid.json",
+        "val/resized/0.npz",
+        "val/resized/1.npz",
+        "val/score.json",
+        "val/score.txt",
+        "val/submission.csv",
+        "val/submission.valid.json",
     ]
     # 64 -> 32 is an integer factor: both backends give the same maps.
     assert (user_workdir / "results" / "val" / "submission.csv").read_bytes() == csv_before
@@ -94,8 +101,9 @@ def test_added_image_reruns_only_its_shard(user_workdir, tmp_path_factory):
     extra = json.loads((extra_root / "val.json").read_text())
     new_image = {**extra["images"][0], "id": 999, "file_name": "batch_09_vt/0999.jpg"}
     (user_workdir / "data" / "batch_09_vt").mkdir()
-    shutil.copy(extra_root / extra["images"][0]["file_name"],
-                user_workdir / "data" / new_image["file_name"])
+    shutil.copy(
+        extra_root / extra["images"][0]["file_name"], user_workdir / "data" / new_image["file_name"]
+    )
     coco = json.loads((user_workdir / "data" / "val.json").read_text())
     coco["images"].append(new_image)
     (user_workdir / "data" / "val.json").write_text(json.dumps(coco))

@@ -18,8 +18,14 @@ def parse_arguments(argv):
     validate.add_argument("csv", help="the submission.csv to check")
     validate.add_argument("manifest", help="the split's results/<split>/manifest.json")
     validate.add_argument("--classes", type=int, default=11, help="number of classes (default 11)")
-    validate.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
-                          help="submission map size (default 256 256)")
+    validate.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=[256, 256],
+        metavar=("H", "W"),
+        help="submission map size (default 256 256)",
+    )
     return parser.parse_args(argv)
 
 
@@ -27,8 +33,9 @@ def main(argv=None):
     arguments = parse_arguments(argv)
     try:
         file_names = [entry["file_name"] for entry in read_manifest(arguments.manifest)]
-        rows = validate_submission(arguments.csv, file_names, arguments.classes,
-                                   arguments.size[0] * arguments.size[1])
+        rows = validate_submission(
+            arguments.csv, file_names, arguments.classes, arguments.size[0] * arguments.size[1]
+        )
     except SegsubmitError as err:
         print(f"invalid: {err}", file=sys.stderr)
         return 1

@@ -82,7 +82,8 @@ def validate_annotations(json_path, coco, class_names):
     orphan_ids = sorted({a["image_id"] for a in annotations} - image_ids)
     if orphan_ids:
         raise SegsubmitError(
-            f"{json_path}: annotations refer to image ids {_short(orphan_ids)} missing from 'images'"
+            f"{json_path}: annotations refer to image ids {_short(orphan_ids)} "
+            "missing from 'images'"
         )
     known_categories = category_class_index(json_path, coco, class_names)
     unknown_ids = sorted({a["category_id"] for a in annotations} - known_categories.keys())

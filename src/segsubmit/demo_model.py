@@ -22,8 +22,9 @@ def load_training_pairs(json_path, data_root, class_names):
     """(uint8 images (N, 3, H, W), uint8 label maps (N, H, W)) of a COCO split."""
     coco_api, class_of_category = load_ground_truth(json_path, class_names)
     image_ids = sorted(coco_api.imgs)
-    images = torch.stack([decode_rgb(f"{data_root}/{coco_api.imgs[i]['file_name']}")
-                          for i in image_ids])
+    images = torch.stack(
+        [decode_rgb(f"{data_root}/{coco_api.imgs[i]['file_name']}") for i in image_ids]
+    )
     labels = np.stack([rasterize_ground_truth(coco_api, i, class_of_category) for i in image_ids])
     return images, torch.from_numpy(labels)
 
@@ -61,8 +62,18 @@ def recalibrate_batchnorm(model, images, batch_size):
     model.eval()
 
 
-def train_demo_model(json_path, data_root, class_names, weights_path, architecture, steps,
-                     batch_size=8, crop=256, seed=0, learning_rate=3e-3):
+def train_demo_model(
+    json_path,
+    data_root,
+    class_names,
+    weights_path,
+    architecture,
+    steps,
+    batch_size=8,
+    crop=256,
+    seed=0,
+    learning_rate=3e-3,
+):
     """Train and save a state dict; returns the final training loss."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

@@ -26,5 +26,7 @@ def decode_rgb(path):
         image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError as err:
         reason = re.sub(r"^\w+, \S+:\d+, ", "", str(err))
-        raise SegsubmitError(f"{path}: cannot decode image ({reason}); replace or remove it") from err
+        raise SegsubmitError(
+            f"{path}: cannot decode image ({reason}); replace or remove it"
+        ) from err
     return to_uint8(image)

@@ -27,8 +27,7 @@ def image_path(data_root, json_path, file_name):
         raise SegsubmitError(f"{json_path}: file_name {file_name!r} resolves outside {data_root}")
     if not path.is_file():
         raise SegsubmitError(
-            f"{json_path}: lists {file_name!r} but {path} does not exist; "
-            "fix data.root or the json"
+            f"{json_path}: lists {file_name!r} but {path} does not exist; fix data.root or the json"
         )
     return path
 

@@ -30,8 +30,10 @@ def check_interpolation(interpolation, allow_bilinear_labels):
                 "resize.interpolation: bilinear invents classes at label boundaries; use nearest, "
                 "or set resize.allow_bilinear_labels: true to reproduce that pitfall"
             )
-        log.warning("resize: bilinear interpolation of label maps (pitfall mode): "
-                    "boundary pixels get classes present in neither neighbour")
+        log.warning(
+            "resize: bilinear interpolation of label maps (pitfall mode): "
+            "boundary pixels get classes present in neither neighbour"
+        )
 
 
 def same_size_groups(label_maps):
@@ -68,7 +70,9 @@ def resize_kornia(stack, size, interpolation):
 def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
     """Every map resized to `size` (h, w); returns a (N, h, w) uint8 array in input order."""
     if backend not in RESIZE_BACKENDS:
-        raise SegsubmitError(f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}")
+        raise SegsubmitError(
+            f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}"
+        )
     resize_stack = resize_albumentations if backend == "albumentations" else resize_kornia
     output = np.empty((len(label_maps), *size), dtype=np.uint8)
     for positions in same_size_groups(label_maps).values():

@@ -1,13 +1,13 @@
 """One function per workflow stage: plain arguments in, files out. Rule scripts call these;
 torch is imported only by the stages that run a model."""
 
-import json
 import logging
 
 import numpy as np
 
 from .atomic import atomic_path, write_json
 from .labels import read_label_shard, write_label_shard
+from .coco import load_coco
 from .manifest import build_manifest, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,15 @@ def demo_dataset_stage(data_root, json_paths, counts, seed, image_size, class_na
     log.info("demo dataset: %s images under %s", counts, data_root)
 
 
-def demo_model_stage(json_path, data_root, class_names, weights_path, architecture, steps, crop,
-                     seed):
+def demo_model_stage(
+    json_path, data_root, class_names, weights_path, architecture, steps, crop, seed
+):
     """Train the demo model on the synthetic train split."""
     from .demo_model import train_demo_model
 
-    train_demo_model(json_path, data_root, class_names, weights_path, architecture, steps,
-                     crop=crop, seed=seed)
+    train_demo_model(
+        json_path, data_root, class_names, weights_path, architecture, steps, crop=crop, seed=seed
+    )
 
 
 def manifest_stage(json_path, data_root, class_names, manifest_path, shard_paths):
@@ -35,21 +37,28 @@ def manifest_stage(json_path, data_root, class_names, manifest_path, shard_paths
     entries = build_manifest(json_path, data_root, class_names, len(shard_paths))
     write_manifest(entries, manifest_path, shard_paths, data_root)
     sizes = np.bincount([entry["shard"] for entry in entries], minlength=len(shard_paths))
-    log.info("manifest: %d images from %s in %d shards (sizes %s)", len(entries), json_path,
-             len(shard_paths), sizes.tolist())
+    log.info(
+        "manifest: %d images from %s in %d shards (sizes %s)",
+        len(entries),
+        json_path,
+        len(shard_paths),
+        sizes.tolist(),
+    )
 
 
-def infer_stage(shard_path, labels_path, backend, predictor_settings, batch_size, workers,
-                on_bad_image):
+def infer_stage(
+    shard_path, labels_path, backend, predictor_settings, batch_size, workers, on_bad_image
+):
     """Predict every image of a shard; write its argmax label maps."""
     from .backends import PredictorSettings, load_predictor
     from .infer import predict_shard
 
-    shard = json.loads(open(shard_path, encoding="utf-8").read())
+    shard = load_coco(shard_path)
     predictor = load_predictor(backend, PredictorSettings(**predictor_settings))
     log.info("infer: %d images on %s with %s", len(shard["images"]), predictor.device, backend)
-    label_maps = predict_shard(shard["images"], shard["data_root"], predictor, batch_size,
-                               workers, on_bad_image)
+    label_maps = predict_shard(
+        shard["images"], shard["data_root"], predictor, batch_size, workers, on_bad_image
+    )
     write_label_shard(labels_path, [entry["id"] for entry in shard["images"]], label_maps)
 
 
@@ -61,8 +70,14 @@ def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_
     image_ids, label_maps = read_label_shard(labels_path)
     resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
     write_label_shard(resized_path, image_ids, list(resized))
-    log.info("resize: %d maps -> %dx%d with %s (%s)", len(image_ids), size[0], size[1], backend,
-             interpolation)
+    log.info(
+        "resize: %d maps -> %dx%d with %s (%s)",
+        len(image_ids),
+        size[0],
+        size[1],
+        backend,
+        interpolation,
+    )
 
 
 def maps_in_manifest_order(manifest_path, shard_paths):
@@ -97,8 +112,7 @@ def validate_stage(csv_path, manifest_path, report_path, num_classes, size):
     log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
 
 
-def score_stage(json_path, manifest_path, label_paths, score_path, table_path, class_names,
-                size):
+def score_stage(json_path, manifest_path, label_paths, score_path, table_path, class_names, size):
     """mIoU of the label maps against the json's annotations, resized to `size` with the same
     NEAREST rule as the predictions."""
     from .metrics import format_score_table, load_ground_truth, rasterize_ground_truth, score_images

@@ -119,7 +119,8 @@ def validate_submission(csv_path, expected_file_names, num_classes, pixel_count=
     body = rows[1:]
     if len(body) != len(expected_file_names):
         raise SegsubmitError(
-            f"{csv_path}: {len(body)} rows, but the manifest lists {len(expected_file_names)} images"
+            f"{csv_path}: {len(body)} rows, but the manifest lists "
+            f"{len(expected_file_names)} images"
         )
     for line, (row, name) in enumerate(zip(body, expected_file_names, strict=True), start=2):
         problem = _row_problem(row, name, pixel_count, num_classes)

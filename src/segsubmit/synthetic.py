@@ -51,7 +51,7 @@ def texture(kind, period, size, rng):
         return np.sign(np.sin(2 * np.pi * phase / period)).astype(np.float32)
     if kind == "checker":
         return (((x // period + y // period) % 2) * 2 - 1).astype(np.float32)
-    dots = (np.hypot(x % period - period / 2, y % period - period / 2) < period / 3.5)
+    dots = np.hypot(x % period - period / 2, y % period - period / 2) < period / 3.5
     return dots.astype(np.float32) * 2 - 1
 
 
@@ -82,16 +82,26 @@ def draw_image(rng, size, object_count):
         inside = mask_utils.decode(rle).astype(bool)
         image[inside] = (fill + pattern)[inside]
         x, y, w, h = mask_utils.toBbox(rle).tolist()
-        annotations.append({"category_id": category_id, "segmentation": [polygon], "area": area,
-                            "bbox": [x, y, w, h], "iscrowd": 0})
+        annotations.append(
+            {
+                "category_id": category_id,
+                "segmentation": [polygon],
+                "area": area,
+                "bbox": [x, y, w, h],
+                "iscrowd": 0,
+            }
+        )
     image += rng.normal(0, 6, image.shape).astype(np.float32)
     return np.clip(image, 0, 255).astype(np.uint8), annotations
 
 
 def categories(class_names):
     """COCO categories: ids 1..N for the object classes (background is implicit)."""
-    return [{"id": index, "name": name, "supercategory": name}
-            for index, name in enumerate(class_names) if index > 0]
+    return [
+        {"id": index, "name": name, "supercategory": name}
+        for index, name in enumerate(class_names)
+        if index > 0
+    ]
 
 
 def make_split(data_root, split, count, first_id, seed, size, class_names, with_annotations):
@@ -110,8 +120,11 @@ def make_split(data_root, split, count, first_id, seed, size, class_names, with_
         images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         for annotation in objects:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation})
-    coco = {"info": {"description": f"segsubmit synthetic demo ({split})"},
-            "images": images, "categories": categories(class_names)}
+    coco = {
+        "info": {"description": f"segsubmit synthetic demo ({split})"},
+        "images": images,
+        "categories": categories(class_names),
+    }
     if with_annotations:
         coco["annotations"] = annotations
     return coco
@@ -121,8 +134,16 @@ def make_demo_dataset(data_root, json_paths, counts, seed, size, class_names):
     """Generate the splits named in `counts` (test without annotations), write their jsons."""
     first_id = 0
     for split in counts:
-        coco = make_split(data_root, split, counts[split], first_id, seed, size, class_names,
-                          with_annotations=split != "test")
+        coco = make_split(
+            data_root,
+            split,
+            counts[split],
+            first_id,
+            seed,
+            size,
+            class_names,
+            with_annotations=split != "test",
+        )
         first_id += counts[split]
         with atomic_path(json_paths[split]) as tmp_path:
             tmp_path.write_text(json.dumps(coco))

@@ -3,16 +3,28 @@
 from segsubmit.codehash import source_digest
 from segsubmit.errors import SegsubmitError
 
+INFER_ENV = (
+    "../../envs/detectron2.yaml"
+    if config["model"]["backend"] == "detectron2"
+    else "../../envs/torch.yaml"
+)
 RESULTS = config["results"]
+
+
+def result(path):
+    """`path` under the configured results folder."""
+    return os.path.join(RESULTS, path)
+
+
 CLASSES = config["classes"]
 SPLITS = list(config["data"]["splits"])
 SCORED_SPLITS = config["data"]["score"]
 SHARDS = list(range(config["data"]["shards"]))
 USE_DEMO_DATA = config["data"]["root"] is None
 USE_DEMO_MODEL = config["model"]["weights"] is None
-DEMO_ROOT = f"{RESULTS}/demo/data"
+DEMO_ROOT = result("demo/data")
 DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
-WEIGHTS = f"{RESULTS}/demo/model.pt" if USE_DEMO_MODEL else config["model"]["weights"]
+WEIGHTS = result("demo/model.pt") if USE_DEMO_MODEL else config["model"]["weights"]
 
 unknown_scored = sorted(set(SCORED_SPLITS) - set(SPLITS))
 if unknown_scored:
@@ -30,7 +42,10 @@ if USE_DEMO_DATA and not set(SPLITS) <= {"train", "val", "test"}:
         "set data.root to use your own data"
     )
 if config["model"]["backend"] == "detectron2" and not config["model"]["config_file"]:
-    raise SegsubmitError("model.config_file: the detectron2 backend needs the model's config.yaml")
+    raise SegsubmitError(
+        "model.config_file: the detectron2 backend needs the model's config.yaml"
+    )
+
 
 wildcard_constraints:
     split="|".join(SPLITS),
@@ -41,7 +56,7 @@ def coco_json(split):
     """The COCO json of a split (under the demo data root when no data is configured)."""
     if USE_DEMO_DATA:
         return f"{DEMO_ROOT}/{split}.json"
-    return f"{DATA_ROOT}/" + config["data"]["coco_json"].format(split=split)
+    return os.path.join(DATA_ROOT, config["data"]["coco_json"].format(split=split))
 
 
 def dataset_inputs(wildcards):
@@ -61,4 +76,4 @@ def model_inputs(wildcards):
 
 def log_path(rule_name, pattern):
     """Log file of a rule's job."""
-    return f"{RESULTS}/logs/{rule_name}/{pattern}.log"
+    return result(f"logs/{rule_name}/{pattern}.log")

@@ -4,14 +4,16 @@
 rule demo_dataset:
     output:
         directory(DEMO_ROOT),
+    log:
+        log_path("demo_dataset", "demo"),
+    conda:
+        "../../envs/core.yaml"
     params:
         counts=config["demo"]["images"],
         seed=config["demo"]["seed"],
         image_size=config["demo"]["image_size"],
         classes=CLASSES,
         code=source_digest("synthetic.py", "atomic.py"),
-    log:
-        log_path("demo_dataset", "demo"),
     script:
         "../scripts/demo_dataset.py"
 
@@ -20,7 +22,12 @@ rule demo_model:
     input:
         data=DEMO_ROOT,
     output:
-        f"{RESULTS}/demo/model.pt",
+        result("demo/model.pt"),
+    log:
+        log_path("demo_model", "demo"),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
     params:
         architecture=config["model"]["architecture"],
         steps=config["demo"]["train_steps"],
@@ -28,8 +35,5 @@ rule demo_model:
         seed=config["demo"]["seed"],
         classes=CLASSES,
         code=source_digest("demo_model.py", "images.py", "metrics.py", "backends"),
-    threads: 2
-    log:
-        log_path("demo_model", "demo"),
     script:
         "../scripts/demo_model.py"

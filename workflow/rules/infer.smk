@@ -6,7 +6,13 @@ rule infer:
         unpack(model_inputs),
         shard=shard_file,
     output:
-        RESULTS + "/{split}/labels/{shard}.npz",
+        result("{split}/labels/{shard}.npz"),
+    log:
+        log_path("infer", "{split}/{shard}"),
+    conda:
+        INFER_ENV
+    resources:
+        gpu=1,
     params:
         backend=config["model"]["backend"],
         settings={
@@ -22,10 +28,8 @@ rule infer:
         batch_size=config["infer"]["batch_size"],
         workers=config["infer"]["workers"],
         on_bad_image=config["infer"]["on_bad_image"],
-        code=source_digest("infer.py", "images.py", "labels.py", "backends", "atomic.py"),
-    resources:
-        gpu=1,
-    log:
-        log_path("infer", "{split}/{shard}"),
+        code=source_digest(
+            "infer.py", "images.py", "labels.py", "backends", "atomic.py"
+        ),
     script:
         "../scripts/infer.py"

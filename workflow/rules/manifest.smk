@@ -9,15 +9,17 @@ checkpoint manifest:
     input:
         unpack(dataset_inputs),
     output:
-        manifest=RESULTS + "/{split}/manifest.json",
-        shards=expand(RESULTS + "/{{split}}/shards/{shard}.json", shard=SHARDS),
+        manifest=result("{split}/manifest.json"),
+        shards=expand(result("{{split}}/shards/{shard}.json"), shard=SHARDS),
+    log:
+        log_path("manifest", "{split}"),
+    conda:
+        "../../envs/core.yaml"
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
         data_root=DATA_ROOT,
         classes=CLASSES,
         code=source_digest("manifest.py", "coco.py", "atomic.py"),
-    log:
-        log_path("manifest", "{split}"),
     script:
         "../scripts/manifest.py"
 

@@ -3,16 +3,18 @@
 
 rule resize:
     input:
-        after_manifest(RESULTS + "/{split}/labels/{shard}.npz"),
+        after_manifest(result("{split}/labels/{shard}.npz")),
     output:
-        RESULTS + "/{split}/resized/{shard}.npz",
+        result("{split}/resized/{shard}.npz"),
+    log:
+        log_path("resize", "{split}/{shard}"),
+    conda:
+        "../../envs/torch.yaml"
     params:
         backend=config["resize"]["backend"],
         size=config["resize"]["size"],
         interpolation=config["resize"]["interpolation"],
         allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
         code=source_digest("resize.py", "labels.py", "atomic.py"),
-    log:
-        log_path("resize", "{split}/{shard}"),
     script:
         "../scripts/resize.py"

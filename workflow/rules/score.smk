@@ -6,17 +6,19 @@ rule score:
     input:
         unpack(dataset_inputs),
         manifest=manifest_file,
-        labels=expand(RESULTS + "/{{split}}/resized/{shard}.npz", shard=SHARDS),
+        labels=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
     output:
-        score=RESULTS + "/{split}/score.json",
-        table=RESULTS + "/{split}/score.txt",
+        score=result("{split}/score.json"),
+        table=result("{split}/score.txt"),
+    log:
+        log_path("score", "{split}"),
+    conda:
+        "../../envs/core.yaml"
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
         classes=CLASSES,
         size=config["resize"]["size"],
         code=source_digest("metrics.py", "resize.py", "labels.py", "coco.py"),
-    log:
-        log_path("score", "{split}"),
     script:
         "../scripts/score.py"
 
@@ -25,16 +27,18 @@ rule score_at_input_size:
     input:
         unpack(dataset_inputs),
         manifest=manifest_file,
-        labels=expand(RESULTS + "/{{split}}/labels/{shard}.npz", shard=SHARDS),
+        labels=expand(result("{{split}}/labels/{shard}.npz"), shard=SHARDS),
     output:
-        score=RESULTS + "/{split}/score_input_size.json",
-        table=RESULTS + "/{split}/score_input_size.txt",
+        score=result("{split}/score_input_size.json"),
+        table=result("{split}/score_input_size.txt"),
+    log:
+        log_path("score_at_input_size", "{split}"),
+    conda:
+        "../../envs/core.yaml"
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
         classes=CLASSES,
         size=None,
         code=source_digest("metrics.py", "labels.py", "coco.py"),
-    log:
-        log_path("score_at_input_size", "{split}"),
     script:
         "../scripts/score.py"
