@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_dataset, run_snakemake, save_random_model, tiny_config
+from PIL import Image
 
 from segsubmit.manifest import shard_of
 from segsubmit.submission import validate_submission
@@ -114,3 +115,16 @@ def test_added_image_reruns_only_its_shard(user_workdir, tmp_path_factory):
     assert [p for p in changed if p.startswith("val/resized/")] == [f"val/resized/{new_shard}.npz"]
     csv_path = user_workdir / "results" / "val" / "submission.csv"
     assert validate_submission(csv_path, val_file_names(user_workdir), 11, 32 * 32) == 13
+
+
+def test_changed_image_content_reruns_only_its_shard(user_workdir):
+    run_snakemake(user_workdir)
+    before = output_mtimes(user_workdir)
+    name = val_file_names(user_workdir)[5]
+    image_path = user_workdir / "data" / name
+    Image.open(image_path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image_path)
+    run_snakemake(user_workdir)
+    changed = rewritten(before, output_mtimes(user_workdir))
+    assert [p for p in changed if p.startswith("val/labels/")] == [
+        f"val/labels/{shard_of(name, 2)}.npz"
+    ]

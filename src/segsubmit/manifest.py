@@ -1,6 +1,8 @@
 """Build the manifest: the validated, ordered image list of one split, split into shards."""
 
 import hashlib
+import json
+import os
 import zlib
 from pathlib import Path
 
@@ -30,6 +32,18 @@ def image_path(data_root, json_path, file_name):
             f"{json_path}: lists {file_name!r} but {path} does not exist; fix data.root or the json"
         )
     return path
+
+
+def listed_image_files(json_path, data_root):
+    """Image files a COCO json lists that exist, for use as workflow inputs (so that changing an
+    image reruns the manifest); [] if the json can't be read — the manifest stage then reports
+    exactly what is wrong."""
+    try:
+        images = json.loads(Path(json_path).read_text(encoding="utf-8"))["images"]
+        paths = [os.path.join(data_root, image["file_name"]) for image in images]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def build_manifest(json_path, data_root, class_names, shard_count):

@@ -6,8 +6,8 @@ import logging
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .labels import read_label_shard, write_label_shard
 from .coco import load_coco
+from .labels import read_label_shard, write_label_shard
 from .manifest import build_manifest, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)

@@ -2,6 +2,7 @@
 
 from segsubmit.codehash import source_digest
 from segsubmit.errors import SegsubmitError
+from segsubmit.manifest import listed_image_files
 
 INFER_ENV = (
     "../../envs/detectron2.yaml"
@@ -63,7 +64,8 @@ def dataset_inputs(wildcards):
     """What a split's manifest/score depends on: the json (or the generated demo data)."""
     if USE_DEMO_DATA:
         return {"data": DEMO_ROOT}
-    return {"coco": coco_json(wildcards.split)}
+    coco = coco_json(wildcards.split)
+    return {"coco": coco, "images": listed_image_files(coco, DATA_ROOT)}
 
 
 def model_inputs(wildcards):
