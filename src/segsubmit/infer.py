@@ -4,6 +4,7 @@ keep only uint8 argmax maps on the host."""
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -73,8 +74,12 @@ def predict_with_backoff(predictor, batch, size):
             raise
         torch.cuda.empty_cache()
         half = len(batch) // 2
-        log.warning("CUDA out of memory at batch %d; retrying as %d + %d", len(batch), half,
-                    len(batch) - half)
+        log.warning(
+            "CUDA out of memory at batch %d; retrying as %d + %d",
+            len(batch),
+            half,
+            len(batch) - half,
+        )
         return torch.cat(
             [
                 predict_with_backoff(predictor, batch[:half], size),
@@ -108,10 +113,13 @@ def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_ima
                     label_maps[position] = label_map
             for position in blank_positions:
                 entry = entries[position]
-                label_maps[position] = torch.zeros((entry["height"], entry["width"]), dtype=torch.uint8).numpy()
+                label_maps[position] = np.zeros((entry["height"], entry["width"]), np.uint8)
                 blank_files.append(entry["file_name"])
             progress.update(len(positions) + len(blank_positions))
     if blank_files:
-        log.warning("on_bad_image=blank: all-background masks for %d unreadable images: %s",
-                    len(blank_files), ", ".join(blank_files))
+        log.warning(
+            "on_bad_image=blank: all-background masks for %d unreadable images: %s",
+            len(blank_files),
+            ", ".join(blank_files),
+        )
     return label_maps

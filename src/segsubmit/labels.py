@@ -15,7 +15,9 @@ def write_label_shard(path, image_ids, label_maps):
         else np.zeros(0, np.uint8)
     )
     with atomic_path(path) as tmp_path, open(tmp_path, "wb") as handle:
-        np.savez(handle, image_ids=np.asarray(image_ids, dtype=np.int64), shapes=shapes, labels=flat)
+        np.savez(
+            handle, image_ids=np.asarray(image_ids, dtype=np.int64), shapes=shapes, labels=flat
+        )
 
 
 def read_label_shard(path):
