@@ -49,26 +49,22 @@ def tiny_config(workdir, **overrides):
     return path
 
 
+def snakemake_command(workdir, *extra, configfile="config.yaml", cores=2):
+    """The real snakemake CLI on this repository's workflow, run in `workdir`."""
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+        "--directory", str(workdir), "--cores", str(cores), "--resources", "gpu=1",
+        "--configfile", str(configfile), *extra,
+    ]  # fmt: skip
+
+
+SNAKEMAKE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+
+
 def run_snakemake(workdir, *extra, configfile="config.yaml", check=True):
-    """Run the real snakemake CLI on this repository's workflow in `workdir`."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO_ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        "--resources",
-        "gpu=1",
-        "--configfile",
-        str(configfile),
-        *extra,
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+    """Run snakemake to completion; fail the test with its output if it fails and `check`."""
+    command = snakemake_command(workdir, *extra, configfile=configfile)
+    result = subprocess.run(command, capture_output=True, text=True, env=SNAKEMAKE_ENV, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -4,12 +4,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, make_dataset, run_snakemake, save_random_model, tiny_config
+from conftest import (
+    SNAKEMAKE_ENV,
+    make_dataset,
+    run_snakemake,
+    save_random_model,
+    snakemake_command,
+    tiny_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -43,24 +49,6 @@ def test_config_errors_name_the_key_and_allowed_values(tmp_path, config_text, ex
         assert word in output
 
 
-def snakemake_command(workdir):
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO_ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "1",
-        "--resources",
-        "gpu=1",
-        "--configfile",
-        "config.yaml",
-    ]
-
-
 def killed_workdir(root, name):
     workdir = root / name
     make_dataset(workdir / "data", {"val": 18}, size=192)
@@ -86,11 +74,10 @@ def test_kill_9_mid_shard_then_rerun_gives_identical_csv(tmp_path):
     reference = killed_workdir(tmp_path, "reference")
     run_snakemake(reference)
     workdir = killed_workdir(tmp_path, "killed")
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     process = subprocess.Popen(
-        snakemake_command(workdir),
+        snakemake_command(workdir, cores=1),
         cwd=workdir,
-        env=env,
+        env=SNAKEMAKE_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
