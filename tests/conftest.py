@@ -58,7 +58,17 @@ def snakemake_command(workdir, *extra, configfile="config.yaml", cores=2):
     ]  # fmt: skip
 
 
-SNAKEMAKE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+SNAKEMAKE_ENV = {
+    **os.environ,
+    "PYTHONUNBUFFERED": "1",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    # jobs run in other folders: keep e.g. PYTHONPATH=.deps/detectron2 pointing at the same place
+    "PYTHONPATH": os.pathsep.join(
+        os.path.abspath(entry)
+        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if entry
+    ),
+}
 
 
 def run_snakemake(workdir, *extra, configfile="config.yaml", check=True):

@@ -1,12 +1,19 @@
 """Decode image files to uint8 RGB tensors (C, H, W), whatever their format."""
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
 from .errors import SegsubmitError
+
+# torchvision 0.29 announces its decoders' future removal on every worker; they remain the
+# fastest libjpeg-turbo path here (and nvJPEG on GPUs), so the notice is silenced once.
+warnings.filterwarnings(
+    "ignore", "The image decoding and encoding capabilities", DeprecationWarning
+)
 
 
 def to_uint8(image):

@@ -1,0 +1,154 @@
+"""Detectron2 models (yacs `config.yaml` + checkpoint), predicting exactly what
+`DefaultPredictor` would: same channel order, same `ResizeShortestEdge` (on the CPU, with PIL,
+in the DataLoader workers), same `{"image", "height", "width"}` inputs, `sem_seg` logits
+resized back to the original size by the model, argmax.
+
+Batches hold images of one original size only (the infer stage buckets them), so they share one
+resized shape and Detectron2 pads none of them more than it would pad one image alone.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SegsubmitError
+from .base import Predictor, autocast_context, check_class_count, resolve_device
+
+INSTALL_HINT = (
+    "pip install -e '.[detectron2]' (installs it from github.com/facebookresearch/detectron2), "
+    "or put a detectron2 source checkout on PYTHONPATH"
+)
+
+
+def require_detectron2():
+    """Import detectron2 or fail with one line saying how to install it."""
+    try:
+        import detectron2  # noqa: F401
+    except ImportError as err:
+        raise SegsubmitError(f"model.backend: detectron2 is not installed; {INSTALL_HINT}") from err
+
+
+def load_config(config_file, opts, device):
+    """Frozen yacs config: file, then `opts` overrides, then the device."""
+    from detectron2.config import get_cfg
+
+    if Path(config_file).suffix == ".py":
+        raise SegsubmitError(
+            f"{config_file}: LazyConfig (.py) models are not supported; export a yacs config.yaml"
+        )
+    cfg = get_cfg()
+    cfg.set_new_allowed(True)  # project configs (DeepLab, PointRend) add their own keys
+    try:
+        cfg.merge_from_file(str(config_file))
+        cfg.merge_from_list([str(item) for item in opts])
+    except (KeyError, ValueError, AssertionError) as err:
+        raise SegsubmitError(
+            f"{config_file}: cannot use this config with opts {opts} ({err})"
+        ) from err
+    cfg.MODEL.DEVICE = str(device)
+    cfg.freeze()
+    return cfg
+
+
+class CaptureIncompatibleKeys:
+    """Mixed into DetectionCheckpointer: keep the keys that did not fit instead of only logging."""
+
+    incompatible = None
+
+    def _log_incompatible_keys(self, incompatible):
+        super()._log_incompatible_keys(incompatible)
+        self.incompatible = incompatible
+
+
+def load_weights(model, weights_path):
+    """Load a checkpoint the Detectron2 way; refuse files that leave weights missing or misfit."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    if not Path(weights_path).is_file():
+        raise SegsubmitError(f"{weights_path}: weights file not found (model.weights)")
+    checkpointer_class = type("Checkpointer", (CaptureIncompatibleKeys, DetectionCheckpointer), {})
+    checkpointer = checkpointer_class(model)
+    checkpointer.load(str(weights_path))
+    incompatible = checkpointer.incompatible
+    if incompatible and (incompatible.missing_keys or incompatible.incorrect_shapes):
+        problems = [
+            f"{key}: checkpoint {theirs} vs model {ours}"
+            for key, theirs, ours in incompatible.incorrect_shapes
+        ]
+        problems += [f"missing {k}" for k in incompatible.missing_keys]
+        raise SegsubmitError(
+            f"{weights_path}: weights do not fit the model of model.config_file "
+            f"({len(problems)} problems, first: {problems[0]})"
+        )
+
+
+class DefaultPredictorPreprocess:
+    """What `DefaultPredictor.__call__` does to an image before the model, for RGB uint8
+    (3, H, W) input: `INPUT.FORMAT` channel order, then its test-time `ResizeShortestEdge`."""
+
+    def __init__(self, input_format, min_size, max_size):
+        self.input_format = input_format
+        self.min_size = min_size
+        self.max_size = max_size
+
+    def __call__(self, image):
+        from detectron2.data import transforms
+
+        array = image.permute(1, 2, 0).numpy()
+        if self.input_format == "BGR":
+            array = array[:, :, ::-1]
+        resize = transforms.ResizeShortestEdge([self.min_size] * 2, self.max_size)
+        resized = resize.get_transform(array).apply_image(np.ascontiguousarray(array))
+        return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+
+
+class Detectron2Predictor(Predictor):
+    """A Detectron2 model whose outputs carry `sem_seg` logits."""
+
+    def __init__(self, model, cfg, settings, device):
+        super().__init__(device, settings.num_classes, settings.precision)
+        self.model = model
+        self.prepare = DefaultPredictorPreprocess(
+            cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+        )
+
+    @torch.inference_mode()
+    def sem_seg_logits(self, batch, size):
+        """(N, C, H, W) logits at the original `size`, as the model returns them."""
+        inputs = [{"image": image.float(), "height": size[0], "width": size[1]} for image in batch]
+        with autocast_context(self.device, self.precision):
+            outputs = self.model(inputs)
+        if not all("sem_seg" in output for output in outputs):
+            raise SegsubmitError(
+                f"model.config_file: {type(self.model).__name__} returns "
+                f"{sorted(outputs[0])}, not 'sem_seg'; use a semantic-segmentation model"
+            )
+        return torch.stack([output["sem_seg"] for output in outputs])
+
+    def predict(self, batch, size):
+        return self.sem_seg_logits(batch, size).argmax(dim=1).to(torch.uint8)
+
+
+def load_detectron2(settings):
+    """Predictor for a Detectron2 config + checkpoint; checks its output before inference."""
+    require_detectron2()
+    from detectron2.modeling import build_model
+
+    device = resolve_device(settings.device)
+    cfg = load_config(settings.config_file, settings.opts, device)
+    model = build_model(cfg).eval()
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    load_weights(model, settings.weights)
+    predictor = Detectron2Predictor(model, cfg, settings, device)
+    probe = torch.zeros((1, 3, 64, 64), dtype=torch.uint8, device=device)
+    try:
+        found_classes = predictor.sem_seg_logits(probe, (64, 64)).shape[1]
+    except (RuntimeError, AttributeError, ImportError) as err:
+        raise SegsubmitError(
+            f"{settings.config_file}: {cfg.MODEL.META_ARCHITECTURE} did not run as a semantic "
+            f"segmentation model ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from err
+    check_class_count(settings.weights, found_classes, settings.num_classes)
+    return predictor

@@ -1,0 +1,182 @@
+"""The detectron2 backend against the real detectron2: identical to DefaultPredictor per image.
+
+Needs detectron2: `pip install -e '.[detectron2]'`, or clone
+github.com/facebookresearch/detectron2 into .deps/detectron2 and run
+`PYTHONPATH=.deps/detectron2 python -m pytest tests/test_detectron2.py` (see docs/detectron2.md).
+"""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import make_dataset, run_snakemake, tiny_config
+
+from segsubmit.backends import PredictorSettings, load_predictor
+from segsubmit.errors import SegsubmitError
+from segsubmit.infer import predict_shard
+from segsubmit.submission import validate_submission
+
+pytest.importorskip(
+    "detectron2",
+    reason="detectron2 not installed: pip install -e '.[detectron2]', or clone "
+    "github.com/facebookresearch/detectron2 to .deps/detectron2 and set PYTHONPATH to it",
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::FutureWarning",  # torch.jit deprecations inside detectron2
+    "ignore::UserWarning",
+)
+SMALL_TEST_SIZES = ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160"]
+
+
+def semantic_fpn(cfg):
+    """configs/Misc/semantic_R_50_FPN_1x.yaml's model, inlined."""
+    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 11
+
+
+def write_detectron2_model(folder, configure=semantic_fpn, seed=0):
+    """A full config.yaml (as training writes it) and a random-init checkpoint."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    cfg = get_cfg()
+    configure(cfg)
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    DetectionCheckpointer(model, save_dir=str(folder)).save("model_final")
+    (folder / "config.yaml").write_text(cfg.dump())
+    return folder / "config.yaml", folder / "model_final.pth"
+
+
+@pytest.fixture(scope="module")
+def detectron2_model(tmp_path_factory):
+    return write_detectron2_model(tmp_path_factory.mktemp("d2"))
+
+
+def settings_for(config_file, weights, num_classes=11, opts=SMALL_TEST_SIZES):
+    return PredictorSettings(
+        weights=str(weights),
+        config_file=str(config_file),
+        opts=tuple(opts),
+        num_classes=num_classes,
+        device="cpu",
+    )
+
+
+def write_images(folder, sizes, seed=0):
+    """Smooth random pictures (JPEG) of the given (height, width) sizes, as manifest entries."""
+    rng = np.random.default_rng(seed)
+    entries = []
+    for index, (height, width) in enumerate(sizes):
+        coarse = rng.integers(0, 256, (max(height // 8, 2), max(width // 8, 2), 3), np.uint8)
+        picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"{index:02d}.jpg"), picture)
+        entries.append({"id": index, "file_name": f"{index:02d}.jpg", "height": height,
+                        "width": width})  # fmt: skip
+    return entries
+
+
+def default_predictor_argmax(config_file, weights, opts, path):
+    """What the seed did: one image at a time through DefaultPredictor."""
+    from detectron2.config import get_cfg
+    from detectron2.engine import DefaultPredictor
+
+    cfg = get_cfg()
+    cfg.set_new_allowed(True)
+    cfg.merge_from_file(str(config_file))
+    cfg.merge_from_list(list(opts))
+    cfg.MODEL.WEIGHTS = str(weights)
+    cfg.MODEL.DEVICE = "cpu"
+    predictor = DefaultPredictor(cfg)
+    return predictor(cv2.imread(str(path)))["sem_seg"].argmax(0).to(torch.uint8).numpy()
+
+
+def test_batched_equals_default_predictor_on_every_pixel(detectron2_model, tmp_path):
+    config_file, weights = detectron2_model
+    sizes = [(96, 96)] * 7 + [(72, 120)] * 5 + [(130, 70)] * 3 + [(101, 77)]
+    entries = write_images(tmp_path, sizes)
+    predictor = load_predictor("detectron2", settings_for(config_file, weights))
+    batched = predict_shard(entries, tmp_path, predictor, batch_size=4, workers=2)
+    compared = equal = 0
+    for entry, label_map in zip(entries, batched, strict=True):
+        reference = default_predictor_argmax(
+            config_file, weights, SMALL_TEST_SIZES, tmp_path / entry["file_name"]
+        )
+        assert label_map.shape == reference.shape == (entry["height"], entry["width"])
+        compared += reference.size
+        equal += int((label_map == reference).sum())
+    print(f"\ndetectron2 equivalence: {equal} of {compared} pixels equal ({len(entries)} images)")
+    assert equal == compared
+
+
+def test_rgb_input_format_is_honoured(detectron2_model, tmp_path):
+    config_file, weights = detectron2_model
+    opts = [*SMALL_TEST_SIZES, "INPUT.FORMAT", "RGB"]
+    entries = write_images(tmp_path, [(64, 96)] * 2, seed=3)
+    predictor = load_predictor("detectron2", settings_for(config_file, weights, opts=opts))
+    batched = predict_shard(entries, tmp_path, predictor, batch_size=2, workers=0)
+    reference = default_predictor_argmax(config_file, weights, opts, tmp_path / "01.jpg")
+    assert np.array_equal(batched[1], reference)
+
+
+def test_class_count_mismatch_is_refused(detectron2_model):
+    config_file, weights = detectron2_model
+    with pytest.raises(SegsubmitError, match="predicts 11 classes but config `classes` lists 5"):
+        load_predictor("detectron2", settings_for(config_file, weights, num_classes=5))
+
+
+def test_checkpoint_that_does_not_fit_is_refused(detectron2_model, tmp_path):
+    config_file, weights = detectron2_model
+    opts = [*SMALL_TEST_SIZES, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "7"]
+    with pytest.raises(SegsubmitError, match="weights do not fit"):
+        load_predictor("detectron2", settings_for(config_file, weights, num_classes=7, opts=opts))
+    with pytest.raises(SegsubmitError, match="weights file not found"):
+        load_predictor("detectron2", settings_for(config_file, tmp_path / "nope.pth"))
+
+
+def test_model_without_sem_seg_is_refused(tmp_path):
+    config_file, weights = write_detectron2_model(tmp_path, configure=lambda cfg: None)
+    with pytest.raises(SegsubmitError, match="GeneralizedRCNN"):
+        load_predictor("detectron2", settings_for(config_file, weights))
+
+
+def test_missing_detectron2_gives_install_hint():
+    blocked = (
+        "import sys; sys.modules['detectron2'] = None\n"
+        "from segsubmit.backends import PredictorSettings, load_predictor\n"
+        "load_predictor('detectron2', PredictorSettings(weights='w', num_classes=11))"
+    )
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
+    assert "detectron2 is not installed; pip install -e '.[detectron2]'" in result.stderr
+
+
+@pytest.mark.workflow
+def test_workflow_runs_with_detectron2_backend(detectron2_model, tmp_path):
+    config_file, weights = detectron2_model
+    make_dataset(tmp_path / "data", {"val": 6}, size=64)
+    tiny_config(
+        tmp_path,
+        model={
+            "backend": "detectron2",
+            "weights": str(weights),
+            "config_file": str(config_file),
+            "opts": SMALL_TEST_SIZES,
+        },
+    )
+    run_snakemake(tmp_path)
+    manifest = json.loads((tmp_path / "results" / "val" / "manifest.json").read_text())
+    names = [entry["file_name"] for entry in manifest["images"]]
+    csv_path = tmp_path / "results" / "val" / "submission.csv"
+    assert validate_submission(csv_path, names, 11, 32 * 32) == 6
+    assert (tmp_path / "results" / "val" / "score.json").exists()
