@@ -215,3 +215,12 @@ def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
     finally:
         del ballast
     assert torch.equal(labels, reference)
+
+
+def test_auto_batch_size_on_cpu_predicts_everything(tmp_path, predictor, caplog):
+    entries = entries_for(tmp_path, [(40, 40), (48, 64), (40, 40)])
+    with caplog.at_level(logging.INFO):
+        auto = predict_shard(entries, tmp_path, predictor, "auto", 0)
+    fixed = predict_shard(entries, tmp_path, predictor, 2, 0)
+    assert all(np.array_equal(a, f) for a, f in zip(auto, fixed, strict=True))
+    assert "batch_size auto: 1 on cpu" in caplog.text

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .errors import SegsubmitError
 from .images import decode_rgb
+from .labels import label_shard_writer
 
 log = logging.getLogger(__name__)
 
@@ -88,38 +89,126 @@ def predict_with_backoff(predictor, batch, size):
         )
 
 
-def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_image="error"):
-    """Label maps (uint8 numpy, original size) for `entries`, in their order."""
-    dataset = ShardImages(entries, data_root, on_bad_image, predictor.prepare)
+def probe_batch(predictor, entry, batch_size):
+    """A zero batch shaped like `batch_size` prepared images of `entry`'s size, on the device."""
+    image = torch.zeros((3, entry["height"], entry["width"]), dtype=torch.uint8)
+    prepared = predictor.prepare(image) if predictor.prepare else image
+    return prepared.to(predictor.device).expand(batch_size, *prepared.shape).contiguous()
+
+
+def largest_batch_size(predictor, entry, limit=256):
+    """`infer.batch_size: auto`: the largest power of two (<= limit) whose forward pass fits on
+    the GPU, probed once on `entry`'s image size; 1 on the CPU, where batching does not pay."""
+    if predictor.device.type != "cuda":
+        log.info("batch_size auto: 1 on %s", predictor.device)
+        return 1
+    fits = 1
+    while fits * 2 <= limit:
+        try:
+            predictor.predict(
+                probe_batch(predictor, entry, fits * 2), (entry["height"], entry["width"])
+            )
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            torch.cuda.empty_cache()
+        fits *= 2
+    log.info("batch_size auto: %d fits on %s", fits, torch.cuda.get_device_name(predictor.device))
+    return fits
+
+
+def batch_predictions(loader, entries, predictor):
+    """Yield (positions, uint8 label maps on the host, blank?) per batch, in loader order;
+    unreadable images (on_bad_image: blank) come as all-background maps with blank=True.
+
+    On CUDA the copy of batch k to (pinned) host memory is queued right behind its kernels and
+    awaited only after batch k+1 was launched, so the GPU never waits for the host.
+    """
+    pending = None
+    for positions, batch, blank_positions in loader:
+        launched = None
+        if batch is not None:
+            first = entries[positions[0]]
+            size = (first["height"], first["width"])
+            labels = predict_with_backoff(
+                predictor, batch.to(predictor.device, non_blocking=True), size
+            )
+            launched = (positions, to_host_async(labels))
+        if pending is not None:
+            yield pending[0], finish_host_copy(pending[1]), False
+        pending = launched
+        for position in blank_positions:
+            entry = entries[position]
+            yield [position], [np.zeros((entry["height"], entry["width"]), np.uint8)], True
+    if pending is not None:
+        yield pending[0], finish_host_copy(pending[1]), False
+
+
+def to_host_async(labels):
+    """Start copying labels to the host; returns what `finish_host_copy` needs."""
+    if labels.device.type != "cuda":
+        return labels, None
+    host = torch.empty(labels.shape, dtype=labels.dtype, pin_memory=True)
+    host.copy_(labels, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return host, done
+
+
+def finish_host_copy(copy):
+    """Wait for a copy started by `to_host_async`; the labels as a numpy array."""
+    host, done = copy
+    if done is not None:
+        done.synchronize()
+    return host.numpy()
+
+
+def iter_shard_predictions(entries, data_root, predictor, batch_size, workers, on_bad_image):
+    """Yield (position in `entries`, label map) for every image, grouped by size, with progress."""
+    if batch_size == "auto":
+        batch_size = largest_batch_size(predictor, entries[0]) if entries else 1
     loader = DataLoader(
-        dataset,
+        ShardImages(entries, data_root, on_bad_image, predictor.prepare),
         batch_sampler=size_buckets(entries, batch_size),
         collate_fn=collate_same_size,
         num_workers=workers,
         pin_memory=predictor.device.type == "cuda",
+        prefetch_factor=4 if workers else None,
     )
-    label_maps = [None] * len(entries)
     blank_files = []
     with tqdm(total=len(entries), desc="infer", unit="img") as progress:
-        for positions, batch, blank_positions in loader:
-            if batch is not None:
-                first = entries[positions[0]]
-                labels = predict_with_backoff(
-                    predictor,
-                    batch.to(predictor.device, non_blocking=True),
-                    (first["height"], first["width"]),
-                )
-                for position, label_map in zip(positions, labels.cpu().numpy(), strict=True):
-                    label_maps[position] = label_map
-            for position in blank_positions:
-                entry = entries[position]
-                label_maps[position] = np.zeros((entry["height"], entry["width"]), np.uint8)
-                blank_files.append(entry["file_name"])
-            progress.update(len(positions) + len(blank_positions))
+        for positions, label_maps, blank in batch_predictions(loader, entries, predictor):
+            if blank:
+                blank_files.extend(entries[position]["file_name"] for position in positions)
+            yield from zip(positions, label_maps, strict=True)
+            progress.update(len(positions))
     if blank_files:
         log.warning(
             "on_bad_image=blank: all-background masks for %d unreadable images: %s",
             len(blank_files),
             ", ".join(blank_files),
         )
+
+
+def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_image="error"):
+    """Label maps (uint8 numpy, original size) for `entries`, in their order."""
+    label_maps = [None] * len(entries)
+    predictions = iter_shard_predictions(
+        entries, data_root, predictor, batch_size, workers, on_bad_image
+    )
+    for position, label_map in predictions:
+        label_maps[position] = label_map
     return label_maps
+
+
+def predict_shard_to_file(
+    entries, data_root, predictor, batch_size, workers, on_bad_image, labels_path
+):
+    """Stream every image's label map into `labels_path` as it is predicted (flat memory)."""
+    total_pixels = sum(entry["height"] * entry["width"] for entry in entries)
+    predictions = iter_shard_predictions(
+        entries, data_root, predictor, batch_size, workers, on_bad_image
+    )
+    with label_shard_writer(labels_path, total_pixels) as add:
+        for position, label_map in predictions:
+            add(entries[position]["id"], label_map)

@@ -51,15 +51,20 @@ def infer_stage(
 ):
     """Predict every image of a shard; write its argmax label maps."""
     from .backends import PredictorSettings, load_predictor
-    from .infer import predict_shard
+    from .infer import predict_shard_to_file
 
     shard = load_coco(shard_path)
     predictor = load_predictor(backend, PredictorSettings(**predictor_settings))
     log.info("infer: %d images on %s with %s", len(shard["images"]), predictor.device, backend)
-    label_maps = predict_shard(
-        shard["images"], shard["data_root"], predictor, batch_size, workers, on_bad_image
+    predict_shard_to_file(
+        shard["images"],
+        shard["data_root"],
+        predictor,
+        batch_size,
+        workers,
+        on_bad_image,
+        labels_path,
     )
-    write_label_shard(labels_path, [entry["id"] for entry in shard["images"]], label_maps)
 
 
 def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels):
