@@ -221,8 +221,11 @@ def snakemake_runs(workdir, config_file, weights, data_root):
 
 def timed_process(command):
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, result.stdout + result.stderr
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return seconds, result.stdout + result.stderr
 
 
 def main():

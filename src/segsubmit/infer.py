@@ -58,12 +58,24 @@ def size_buckets(entries, batch_size):
     ]
 
 
-def collate_same_size(samples):
-    """Stack decodable images into one uint8 batch; list the positions of the blank ones."""
+def collate_same_size(samples, pin_memory):
+    """Stack decodable images into one uint8 batch (pinned for an asynchronous copy to the
+    GPU); list the positions of the blank ones."""
     good = [(position, image) for position, image in samples if image is not None]
     blank_positions = [position for position, image in samples if image is None]
     batch = torch.stack([image for _, image in good]) if good else None
+    if batch is not None and pin_memory:
+        batch = batch.pin_memory()
     return [position for position, _ in good], batch, blank_positions
+
+
+def batches_from_items(items, buckets, pin_memory):
+    """Group the loader's per-image items (in bucket order) back into the buckets' batches.
+
+    Workers load single images, so every batch is decoded by all workers in parallel."""
+    items = iter(items)
+    for bucket in buckets:
+        yield collate_same_size([next(items) for _ in bucket], pin_memory)
 
 
 def predict_with_backoff(predictor, batch, size):
@@ -167,14 +179,15 @@ def iter_shard_predictions(entries, data_root, predictor, batch_size, workers, o
     """Yield (position in `entries`, label map) for every image, grouped by size, with progress."""
     if batch_size == "auto":
         batch_size = largest_batch_size(predictor, entries[0]) if entries else 1
-    loader = DataLoader(
+    buckets = size_buckets(entries, batch_size)
+    items = DataLoader(
         ShardImages(entries, data_root, on_bad_image, predictor.prepare),
-        batch_sampler=size_buckets(entries, batch_size),
-        collate_fn=collate_same_size,
+        batch_size=None,
+        sampler=[position for bucket in buckets for position in bucket],
         num_workers=workers,
-        pin_memory=predictor.device.type == "cuda",
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=max(2, 2 * batch_size // workers) if workers else None,
     )
+    loader = batches_from_items(items, buckets, predictor.device.type == "cuda")
     blank_files = []
     with tqdm(total=len(entries), desc="infer", unit="img") as progress:
         for positions, label_maps, blank in batch_predictions(loader, entries, predictor):

@@ -88,18 +88,16 @@ class DefaultPredictorPreprocess:
     (3, H, W) input: `INPUT.FORMAT` channel order, then its test-time `ResizeShortestEdge`."""
 
     def __init__(self, input_format, min_size, max_size):
+        from detectron2.data import transforms  # imported here, before workers fork
+
         self.input_format = input_format
-        self.min_size = min_size
-        self.max_size = max_size
+        self.resize = transforms.ResizeShortestEdge([min_size] * 2, max_size)
 
     def __call__(self, image):
-        from detectron2.data import transforms
-
         array = image.permute(1, 2, 0).numpy()
         if self.input_format == "BGR":
             array = array[:, :, ::-1]
-        resize = transforms.ResizeShortestEdge([self.min_size] * 2, self.max_size)
-        resized = resize.get_transform(array).apply_image(np.ascontiguousarray(array))
+        resized = self.resize.get_transform(array).apply_image(np.ascontiguousarray(array))
         return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
 
 
