@@ -235,6 +235,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--skip-seed-a", action="store_true")
+    parser.add_argument("--seed-images", type=int, default=819)
     parser.add_argument("--memory-factor", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     arguments = parser.parse_args()
@@ -270,8 +271,10 @@ def main():
             "detectron2",
             PredictorSettings(**settings, precision="bf16", channels_last=True),
         ),
+        "fp32, 2 main threads": fp32,
     }
     for name, predictor in variants.items():
+        torch.set_num_threads(2 if name.endswith("main threads") else os.cpu_count())
         labels_path = work / f"labels-{name.replace(' ', '')}.npz"
         run = infer_to_file(predictor, entries, root, labels_path, arguments.batch_size,
                             arguments.workers)  # fmt: skip
@@ -300,19 +303,25 @@ def main():
     score_args = (json_path, work / "manifest.json", resized, work / "score.json",
                   work / "score.txt", CLASSES, [256, 256])  # fmt: skip
     row("score stage", median_seconds(lambda: score_stage(*score_args), arguments.repeats))
-    seed_b_seconds, seed_b_predictions = synchronized_seconds(
-        lambda: seed_b(config_file, weights, paths)
-    )
-    row("seed B: batched bs32 + Kornia + vstack", seed_b_seconds, "model floor fp32 (forward only)")
-    ours = np.stack(read_label_shard(work / "resized-albumentations.npz")[1]).reshape(
-        len(entries), -1
-    )
-    figures["seed B equals ours"] = bool(np.array_equal(seed_b_predictions, ours))
-    if not arguments.skip_seed_a:
+    seed_paths = paths[: arguments.seed_images]
+    per_image_floor = figures["model floor fp32 (forward only)"] / len(entries)
+    seeds = {
+        "seed B: batched bs32 + Kornia + vstack": seed_b,
+        "seed A: DefaultPredictor + Albumentations + vstack": seed_a,
+    }
+    for name, seed in seeds.items():
+        if name.startswith("seed A") and arguments.skip_seed_a:
+            continue
+        seconds, predictions = synchronized_seconds(
+            lambda s=seed: s(config_file, weights, seed_paths)
+        )
+        ours = np.stack(read_label_shard(work / "resized-albumentations.npz")[1])
+        same = np.array_equal(predictions, ours[: len(seed_paths)].reshape(len(seed_paths), -1))
         row(
-            "seed A: DefaultPredictor + Albumentations + vstack",
-            synchronized_seconds(lambda: seed_a(config_file, weights, paths))[0],
-            "model floor fp32 (forward only)",
+            f"{name} ({len(seed_paths)} images)",
+            seconds,
+            note=f"{seconds / len(seed_paths) / per_image_floor:.1f}× the floor per image; "
+            f"same masks as ours: {same}",
         )
     cold, noop, import_floor = snakemake_runs(work / "run", config_file, weights, root)
     row("import floor: python -c 'import torch, detectron2'", import_floor)
