@@ -50,11 +50,17 @@ def infer_stage(
     shard_path, labels_path, backend, predictor_settings, batch_size, workers, on_bad_image
 ):
     """Predict every image of a shard; write its argmax label maps."""
+    import torch
+
     from .backends import PredictorSettings, load_predictor
     from .infer import predict_shard_to_file
 
     shard = load_coco(shard_path)
     predictor = load_predictor(backend, PredictorSettings(**predictor_settings))
+    if predictor.device.type == "cuda":
+        # The main process only stacks and launches; a full intra-op thread pool there competes
+        # with the decoding workers (H100, 819 images: 1.88x -> 1.25x the model floor).
+        torch.set_num_threads(2)
     log.info("infer: %d images on %s with %s", len(shard["images"]), predictor.device, backend)
     predict_shard_to_file(
         shard["images"],
