@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from segsubmit.errors import SegsubmitError
 from segsubmit.submission import (
+    check_label_maps,
     encode_row,
     validate_submission,
     write_submission,
@@ -121,3 +122,12 @@ def test_disk_full_leaves_no_submission(tmp_path):
     )
     assert "write failed" in result.stdout, result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_maps_are_checked_before_writing():
+    maps = random_maps(2, size=(8, 8))
+    check_label_maps(maps, (8, 8), 11)
+    with pytest.raises(SegsubmitError, match=r"label map 1 is \(4, 4\)"):
+        check_label_maps([maps[0], maps[1][:4, :4]], (8, 8), 11)
+    with pytest.raises(SegsubmitError, match="class 12, outside 0..10"):
+        check_label_maps([np.full((8, 8), 12, np.uint8)], (8, 8), 11)

@@ -27,10 +27,12 @@ def load_ground_truth(json_path, class_names):
 def confusion_matrix(ground_truth, prediction, num_classes):
     """num_classes x num_classes counts (rows: truth, columns: prediction), pixels with a valid
     truth label only (the baseline's `np.bincount(n * gt + pred)`)."""
-    truth = ground_truth.ravel().astype(np.int64)
-    predicted = prediction.ravel().astype(np.int64)
-    valid = (truth >= 0) & (truth < num_classes)
-    counts = np.bincount(num_classes * truth[valid] + predicted[valid], minlength=num_classes**2)
+    truth = ground_truth.ravel().astype(np.int32)
+    predicted = prediction.ravel().astype(np.int32)
+    if truth.size and (truth.min() < 0 or truth.max() >= num_classes):
+        valid = (truth >= 0) & (truth < num_classes)
+        truth, predicted = truth[valid], predicted[valid]
+    counts = np.bincount(num_classes * truth + predicted, minlength=num_classes**2)
     return counts[: num_classes**2].reshape(num_classes, num_classes)
 
 

@@ -102,14 +102,13 @@ def maps_in_manifest_order(manifest_path, shard_paths):
 
 
 def submission_stage(manifest_path, resized_paths, csv_path, num_classes, size):
-    """Write submission.csv in manifest order, validate it, then move it into place."""
-    from .submission import validate_submission, write_submission
+    """Check the maps (one per manifest image, `size`, classes in range), then write
+    submission.csv in manifest order; rule validate_submission re-reads the written file."""
+    from .submission import check_label_maps, write_submission
 
     entries, label_maps = maps_in_manifest_order(manifest_path, resized_paths)
-    file_names = [entry["file_name"] for entry in entries]
-    with atomic_path(csv_path) as checked_path:
-        write_submission(checked_path, file_names, label_maps)
-        validate_submission(checked_path, file_names, num_classes, size[0] * size[1])
+    check_label_maps(label_maps, tuple(size), num_classes)
+    write_submission(csv_path, [entry["file_name"] for entry in entries], label_maps)
     log.info("submission: %d rows -> %s", len(entries), csv_path)
 
 
@@ -123,22 +122,35 @@ def validate_stage(csv_path, manifest_path, report_path, num_classes, size):
     log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
 
 
-def score_stage(json_path, manifest_path, label_paths, score_path, table_path, class_names, size):
-    """mIoU of the label maps against the json's annotations, resized to `size` with the same
-    NEAREST rule as the predictions."""
-    from .metrics import format_score_table, load_ground_truth, rasterize_ground_truth, score_images
+def ground_truth_stage(json_path, manifest_path, ground_truth_path, class_names, size):
+    """The split's annotations rasterized in manifest order, resized to `size` (h, w) with the
+    submission's NEAREST rule, or kept at the images' size when `size` is None."""
+    from .metrics import load_ground_truth, rasterize_ground_truth
     from .resize import resize_label_maps
 
-    entries, predictions = maps_in_manifest_order(manifest_path, label_paths)
+    entries = read_manifest(manifest_path)
     coco_api, class_of_category = load_ground_truth(json_path, class_names)
     truths = [rasterize_ground_truth(coco_api, entry["id"], class_of_category) for entry in entries]
     if size is not None:
         truths = list(resize_label_maps(truths, tuple(size), "albumentations"))
+    write_label_shard(ground_truth_path, [entry["id"] for entry in entries], truths)
+    log.info("ground truth: %d maps from %s", len(entries), json_path)
+
+
+def score_stage(ground_truth_path, label_paths, score_path, table_path, class_names, size_name):
+    """mIoU and friends of the label maps against the cached ground truth."""
+    from .metrics import format_score_table, score_images
+
+    image_ids, truths = read_label_shard(ground_truth_path)
+    predictions_by_id = {}
+    for label_path in label_paths:
+        predictions_by_id.update(zip(*read_label_shard(label_path), strict=True))
+    predictions = [predictions_by_id[image_id] for image_id in image_ids]
     scores = score_images(truths, predictions, len(class_names))
     scores["classes"] = list(class_names)
-    scores["size"] = list(size) if size is not None else "input"
+    scores["size"] = size_name
     table = format_score_table(scores, class_names)
     write_json(score_path, scores)
     with atomic_path(table_path) as tmp_path:
         tmp_path.write_text(table + "\n")
-    log.info("score (%s):\n%s", scores["size"], table)
+    log.info("score (%s):\n%s", size_name, table)

@@ -46,6 +46,18 @@ def encode_row(label_map):
     return row
 
 
+def check_label_maps(label_maps, size, num_classes):
+    """Every map is `size` (h, w) and holds class indices below `num_classes`."""
+    for index, label_map in enumerate(label_maps):
+        if label_map.shape != size:
+            raise SegsubmitError(f"label map {index} is {label_map.shape}, expected {size}")
+        if label_map.size and label_map.max() >= num_classes:
+            raise SegsubmitError(
+                f"label map {index} holds class {label_map.max()}, outside 0..{num_classes - 1}; "
+                "the model predicts more classes than `classes` lists"
+            )
+
+
 def write_submission(csv_path, file_names, label_maps):
     """Write the CSV atomically: rows in the given order; `label_maps` are (h, w) uint8."""
     with atomic_path(csv_path) as tmp_path, open(tmp_path, "wb") as handle:

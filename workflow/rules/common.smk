@@ -18,6 +18,7 @@ def result(path):
 
 
 CLASSES = config["classes"]
+SUBMISSION_SIZE = "{}x{}".format(*config["resize"]["size"])
 SPLITS = list(config["data"]["splits"])
 SCORED_SPLITS = config["data"]["score"]
 SHARDS = list(range(config["data"]["shards"]))
@@ -50,6 +51,7 @@ if config["model"]["backend"] == "detectron2" and not config["model"]["config_fi
 
 wildcard_constraints:
     split="|".join(SPLITS),
+    size=r"input|\d+x\d+",
     shard=r"\d+",
 
 
@@ -74,6 +76,11 @@ def model_inputs(wildcards):
     if config["model"]["config_file"]:
         inputs["model_config"] = config["model"]["config_file"]
     return inputs
+
+
+def parse_size_name(size_name):
+    """'256x256' -> [256, 256]; 'input' -> None (the images' own size)."""
+    return None if size_name == "input" else [int(v) for v in size_name.split("x")]
 
 
 def log_path(rule_name, pattern):

@@ -1,11 +1,32 @@
 """score: mIoU against the split's COCO annotations, at the submission size (and optionally at
-the model's output size)."""
+the model's output size). The ground truth is rasterized once per size by its own rule, so a
+new model or resize backend only reruns the scoring itself."""
+
+
+rule ground_truth:
+    input:
+        unpack(dataset_inputs),
+        manifest=manifest_file,
+    output:
+        result("{split}/ground_truth/{size}.npz"),
+    log:
+        log_path("ground_truth", "{split}/{size}"),
+    conda:
+        "../../envs/core.yaml"
+    params:
+        coco=lambda wildcards: coco_json(wildcards.split),
+        classes=CLASSES,
+        size=lambda wildcards: parse_size_name(wildcards.size),
+        code=source_digest(
+            "metrics.py", "resize.py", "labels.py", "coco.py", "manifest.py"
+        ),
+    script:
+        "../scripts/ground_truth.py"
 
 
 rule score:
     input:
-        unpack(dataset_inputs),
-        manifest=manifest_file,
+        truth=result(f"{{split}}/ground_truth/{SUBMISSION_SIZE}.npz"),
         labels=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
     output:
         score=result("{split}/score.json"),
@@ -15,18 +36,16 @@ rule score:
     conda:
         "../../envs/core.yaml"
     params:
-        coco=lambda wildcards: coco_json(wildcards.split),
         classes=CLASSES,
-        size=config["resize"]["size"],
-        code=source_digest("metrics.py", "resize.py", "labels.py", "coco.py"),
+        size_name=SUBMISSION_SIZE,
+        code=source_digest("metrics.py", "labels.py"),
     script:
         "../scripts/score.py"
 
 
 rule score_at_input_size:
     input:
-        unpack(dataset_inputs),
-        manifest=manifest_file,
+        truth=result("{split}/ground_truth/input.npz"),
         labels=expand(result("{{split}}/labels/{shard}.npz"), shard=SHARDS),
     output:
         score=result("{split}/score_input_size.json"),
@@ -36,9 +55,8 @@ rule score_at_input_size:
     conda:
         "../../envs/core.yaml"
     params:
-        coco=lambda wildcards: coco_json(wildcards.split),
         classes=CLASSES,
-        size=None,
-        code=source_digest("metrics.py", "labels.py", "coco.py"),
+        size_name="input",
+        code=source_digest("metrics.py", "labels.py"),
     script:
         "../scripts/score.py"
