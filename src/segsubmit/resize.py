@@ -7,6 +7,7 @@ Albumentations/OpenCV (double) pick a different source pixel at a few indices.
 
 import logging
 import os
+import sys
 
 import numpy as np
 
@@ -47,6 +48,10 @@ def same_size_groups(label_maps):
 def resize_albumentations(stack, size, interpolation):
     """(N, H, W) uint8 -> (N, h, w) with `A.Resize` on `masks=`."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    if "torch" not in sys.modules:
+        # Albumentations imports its optional torch helpers, and so torch (seconds on a cold
+        # machine), whenever torch is installed; resizing label maps needs none of them.
+        sys.modules.setdefault("albumentations.pytorch", None)
     import albumentations as A
     import cv2
 
