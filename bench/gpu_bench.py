@@ -241,8 +241,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--skip-seed-a", action="store_true")
-    parser.add_argument("--seed-images", type=int, default=819)
-    parser.add_argument("--memory-factor", type=int, default=10)
+    parser.add_argument("--seed-images", type=int, default=819, help="0: skip the seeds")
+    parser.add_argument("--memory-factor", type=int, default=10, help="0: skip the memory rows")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     arguments = parser.parse_args()
     out, work = arguments.out, Path(os.environ.get("BENCH_WORK", "/tmp/segsubmit-bench"))
@@ -323,7 +323,7 @@ def main():
         "seed A: DefaultPredictor + Albumentations + vstack": seed_a,
     }
     for name, seed in seeds.items():
-        if name.startswith("seed A") and arguments.skip_seed_a:
+        if not seed_paths or (name.startswith("seed A") and arguments.skip_seed_a):
             continue
         seconds, predictions = synchronized_seconds(
             lambda s=seed: s(config_file, weights, seed_paths)
@@ -341,6 +341,15 @@ def main():
     budget = import_floor + 1.15 * figures["model floor fp32 (forward only)"] + 5
     row("snakemake --cores 4 --resources gpu=1, cold", cold, note=f"target ≤ {budget:.1f} s")
     row("snakemake, no-op rerun", noop)
+    if arguments.memory_factor:
+        memory_rows(arguments, work, config_file, weights, entries, rows, figures)
+    print("\n| what | seconds | ratio to model floor | note |\n| --- | --- | --- | --- |")
+    print("\n".join(rows))
+    (out / "figures.json").write_text(json.dumps(figures, indent=1))
+
+
+def memory_rows(arguments, work, config_file, weights, entries, rows, figures):
+    """Peak RSS of the infer job at N and memory_factor x N images."""
     shard_big = work / "big" / "shard.json"
     big_json = replicate_dataset(work / "big", arguments.images * arguments.memory_factor)
     big_entries = build_manifest(big_json, big_json.parent, CLASSES, 1)
@@ -352,9 +361,6 @@ def main():
         figures[f"peak RSS infer {name} images (MiB)"] = rss
         rows.append(f"| peak host RSS, infer job, {name} images | {rss:.0f} MiB | | |")
         print(rows[-1], flush=True)
-    print("\n| what | seconds | ratio to model floor | note |\n| --- | --- | --- | --- |")
-    print("\n".join(rows))
-    (out / "figures.json").write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
