@@ -9,6 +9,7 @@ import csv
 import io
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -117,13 +118,24 @@ def _row_problem(row, expected_name, pixel_count, num_classes):
     return None
 
 
+def read_csv_rows(csv_path):
+    """The CSV's rows as lists of fields; a plain split when nothing is quoted (the usual case,
+    several times faster than the csv module on 131 kB fields), the csv module otherwise."""
+    data = Path(csv_path).read_bytes()
+    if b'"' in data or b"\r" in data:
+        csv.field_size_limit(sys.maxsize)
+        return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line.decode("utf-8").split(",") for line in lines]
+
+
 def validate_submission(csv_path, expected_file_names, num_classes, pixel_count=256 * 256):
     """Re-read the CSV and check header, row order, value count and range; error on the first
     problem, naming the row."""
-    csv.field_size_limit(sys.maxsize)
     try:
-        with open(csv_path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+        rows = read_csv_rows(csv_path)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise SegsubmitError(f"{csv_path}: cannot read as CSV ({err})") from err
     if not rows or rows[0] != ["image_id", "PredictionString"]:
