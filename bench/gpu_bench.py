@@ -220,6 +220,13 @@ def snakemake_runs(workdir, config_file, weights, data_root):
     ]  # fmt: skip
     import_floor, _ = timed_process([sys.executable, "-c", "import torch, detectron2"])
     cold, _ = timed_process(command)
+    job_seconds = {
+        str(path.relative_to(workdir / "results" / "benchmarks")): float(
+            path.read_text().splitlines()[1].split("\t")[0]
+        )
+        for path in sorted((workdir / "results" / "benchmarks").rglob("*.tsv"))
+    }
+    print("cold run, seconds per job (Snakemake benchmark files):", json.dumps(job_seconds))
     noop, output = timed_process(command)
     assert "Nothing to be done" in output, output
     return cold, noop, import_floor

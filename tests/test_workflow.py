@@ -15,12 +15,14 @@ pytestmark = pytest.mark.workflow
 
 
 def output_mtimes(workdir):
-    """{relative path: mtime_ns} of every result file except logs."""
+    """{relative path: mtime_ns} of every result file except logs and benchmarks."""
     results = Path(workdir) / "results"
     return {
         str(path.relative_to(results)): path.stat().st_mtime_ns
         for path in results.rglob("*")
-        if path.is_file() and "logs" not in path.parts and not path.name.startswith(".")
+        if path.is_file()
+        and not {"logs", "benchmarks"} & set(path.parts)
+        and not path.name.startswith(".")
     }
 
 

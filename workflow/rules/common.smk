@@ -83,6 +83,11 @@ def parse_size_name(size_name):
     return None if size_name == "input" else [int(v) for v in size_name.split("x")]
 
 
+def benchmark_path(rule_name, pattern):
+    """Snakemake's per-job benchmark file (wall time, memory) of a rule's job."""
+    return result(f"benchmarks/{rule_name}/{pattern}.tsv")
+
+
 def log_path(rule_name, pattern):
     """Log file of a rule's job."""
     return result(f"logs/{rule_name}/{pattern}.log")

@@ -6,6 +6,8 @@ rule demo_dataset:
         directory(DEMO_ROOT),
     log:
         log_path("demo_dataset", "demo"),
+    benchmark:
+        benchmark_path("demo_dataset", "demo")
     conda:
         "../../envs/core.yaml"
     params:
@@ -25,6 +27,8 @@ rule demo_model:
         result("demo/model.pt"),
     log:
         log_path("demo_model", "demo"),
+    benchmark:
+        benchmark_path("demo_model", "demo")
     conda:
         "../../envs/torch.yaml"
     threads: 2

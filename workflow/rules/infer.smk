@@ -9,6 +9,8 @@ rule infer:
         result("{split}/labels/{shard}.npz"),
     log:
         log_path("infer", "{split}/{shard}"),
+    benchmark:
+        benchmark_path("infer", "{split}/{shard}")
     conda:
         INFER_ENV
     resources:

@@ -13,6 +13,8 @@ checkpoint manifest:
         shards=expand(result("{{split}}/shards/{shard}.json"), shard=SHARDS),
     log:
         log_path("manifest", "{split}"),
+    benchmark:
+        benchmark_path("manifest", "{split}")
     conda:
         "../../envs/core.yaml"
     params:

@@ -8,6 +8,8 @@ rule resize:
         result("{split}/resized/{shard}.npz"),
     log:
         log_path("resize", "{split}/{shard}"),
+    benchmark:
+        benchmark_path("resize", "{split}/{shard}")
     conda:
         "../../envs/torch.yaml"
     params:

@@ -11,6 +11,8 @@ rule ground_truth:
         result("{split}/ground_truth/{size}.npz"),
     log:
         log_path("ground_truth", "{split}/{size}"),
+    benchmark:
+        benchmark_path("ground_truth", "{split}/{size}")
     conda:
         "../../envs/core.yaml"
     params:
@@ -33,6 +35,8 @@ rule score:
         table=result("{split}/score.txt"),
     log:
         log_path("score", "{split}"),
+    benchmark:
+        benchmark_path("score", "{split}")
     conda:
         "../../envs/core.yaml"
     params:
@@ -52,6 +56,8 @@ rule score_at_input_size:
         table=result("{split}/score_input_size.txt"),
     log:
         log_path("score_at_input_size", "{split}"),
+    benchmark:
+        benchmark_path("score_at_input_size", "{split}")
     conda:
         "../../envs/core.yaml"
     params:

@@ -9,6 +9,8 @@ rule submission:
         result("{split}/submission.csv"),
     log:
         log_path("submission", "{split}"),
+    benchmark:
+        benchmark_path("submission", "{split}")
     conda:
         "../../envs/core.yaml"
     params:
@@ -27,6 +29,8 @@ rule validate_submission:
         result("{split}/submission.valid.json"),
     log:
         log_path("validate_submission", "{split}"),
+    benchmark:
+        benchmark_path("validate_submission", "{split}")
     conda:
         "../../envs/core.yaml"
     params:
