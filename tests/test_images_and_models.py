@@ -105,8 +105,9 @@ def test_json_size_must_match_image(tmp_path, predictor):
 def test_bad_image_blank_mode(tmp_path, predictor, caplog):
     entries = entries_for(tmp_path, [(40, 40), (40, 40)])
     (tmp_path / "img1.jpg").write_bytes(b"broken")
-    with pytest.raises(SegsubmitError, match="img1.jpg"):
-        predict_shard(entries, tmp_path, predictor, 2, 0)
+    with pytest.raises(SegsubmitError, match="img1.jpg") as error:
+        predict_shard(entries, tmp_path, predictor, 2, workers=2)
+    assert "\n" not in str(error.value)  # one line, not a DataLoader worker traceback
     with caplog.at_level(logging.WARNING):
         maps = predict_shard(entries, tmp_path, predictor, 2, 0, on_bad_image="blank")
     assert not maps[1].any() and maps[1].shape == (40, 40)

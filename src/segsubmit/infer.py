@@ -17,33 +17,35 @@ log = logging.getLogger(__name__)
 
 
 class ShardImages(Dataset):
-    """Manifest entries -> (position, uint8 RGB image); bad images give None in 'blank' mode."""
+    """Manifest entries -> (position, uint8 image, None), or (position, None, error message)
+    for an image that can't be used: errors travel as data, so a worker's failure reaches the
+    user as its one-line message rather than a worker traceback."""
 
-    def __init__(self, entries, data_root, on_bad_image="error", prepare=None):
+    def __init__(self, entries, data_root, prepare=None):
         self.entries = entries
         self.data_root = Path(data_root)
-        self.on_bad_image = on_bad_image
         self.prepare = prepare
 
     def __len__(self):
         return len(self.entries)
 
-    def __getitem__(self, position):
+    def load(self, position):
         entry = self.entries[position]
         path = self.data_root / entry["file_name"]
-        try:
-            image = decode_rgb(path)
-        except SegsubmitError:
-            if self.on_bad_image == "blank":
-                return position, None
-            raise
+        image = decode_rgb(path)
         expected = (entry["height"], entry["width"])
         if tuple(image.shape[1:]) != expected:
             raise SegsubmitError(
                 f"{path}: decoded size {image.shape[2]}x{image.shape[1]} (after EXIF rotation) "
                 f"differs from the json's width x height {expected[1]}x{expected[0]}; fix the json"
             )
-        return position, self.prepare(image) if self.prepare else image
+        return self.prepare(image) if self.prepare else image
+
+    def __getitem__(self, position):
+        try:
+            return position, self.load(position), None
+        except SegsubmitError as err:
+            return position, None, str(err)
 
 
 def size_buckets(entries, batch_size):
@@ -58,24 +60,27 @@ def size_buckets(entries, batch_size):
     ]
 
 
-def collate_same_size(samples, pin_memory):
-    """Stack decodable images into one uint8 batch (pinned for an asynchronous copy to the
-    GPU); list the positions of the blank ones."""
-    good = [(position, image) for position, image in samples if image is not None]
-    blank_positions = [position for position, image in samples if image is None]
+def collate_same_size(samples, pin_memory, on_bad_image):
+    """Stack the usable images into one uint8 batch (pinned for an asynchronous copy to the
+    GPU); unusable ones raise, or with on_bad_image 'blank' are listed as blank positions."""
+    errors = [error for _, _, error in samples if error]
+    if errors and on_bad_image != "blank":
+        raise SegsubmitError(errors[0])
+    good = [(position, image) for position, image, error in samples if not error]
     batch = torch.stack([image for _, image in good]) if good else None
     if batch is not None and pin_memory:
         batch = batch.pin_memory()
+    blank_positions = [position for position, _, error in samples if error]
     return [position for position, _ in good], batch, blank_positions
 
 
-def batches_from_items(items, buckets, pin_memory):
+def batches_from_items(items, buckets, pin_memory, on_bad_image):
     """Group the loader's per-image items (in bucket order) back into the buckets' batches.
 
     Workers load single images, so every batch is decoded by all workers in parallel."""
     items = iter(items)
     for bucket in buckets:
-        yield collate_same_size([next(items) for _ in bucket], pin_memory)
+        yield collate_same_size([next(items) for _ in bucket], pin_memory, on_bad_image)
 
 
 def predict_with_backoff(predictor, batch, size):
@@ -181,13 +186,13 @@ def iter_shard_predictions(entries, data_root, predictor, batch_size, workers, o
         batch_size = largest_batch_size(predictor, entries[0]) if entries else 1
     buckets = size_buckets(entries, batch_size)
     items = DataLoader(
-        ShardImages(entries, data_root, on_bad_image, predictor.prepare),
+        ShardImages(entries, data_root, predictor.prepare),
         batch_size=None,
         sampler=[position for bucket in buckets for position in bucket],
         num_workers=workers,
         prefetch_factor=max(2, 2 * batch_size // workers) if workers else None,
     )
-    loader = batches_from_items(items, buckets, predictor.device.type == "cuda")
+    loader = batches_from_items(items, buckets, predictor.device.type == "cuda", on_bad_image)
     blank_files = []
     with tqdm(total=len(entries), desc="infer", unit="img") as progress:
         for positions, label_maps, blank in batch_predictions(loader, entries, predictor):
