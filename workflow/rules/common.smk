@@ -12,6 +12,12 @@ INFER_ENV = (
 RESULTS = config["results"]
 
 
+def code_version(*modules):
+    """Digest of the package modules a rule runs, always with the stage entry points
+    (stages.py, logs.py) that its script calls: editing any of them reruns the rule."""
+    return source_digest("stages.py", "logs.py", *modules)
+
+
 def result(path):
     """`path` under the configured results folder."""
     return os.path.join(RESULTS, path)

@@ -30,8 +30,6 @@ rule infer:
         batch_size=config["infer"]["batch_size"],
         workers=config["infer"]["workers"],
         on_bad_image=config["infer"]["on_bad_image"],
-        code=source_digest(
-            "infer.py", "images.py", "labels.py", "backends", "atomic.py"
-        ),
+        code=code_version("infer.py", "images.py", "labels.py", "backends", "atomic.py"),
     script:
         "../scripts/infer.py"

@@ -19,7 +19,7 @@ rule ground_truth:
         coco=lambda wildcards: coco_json(wildcards.split),
         classes=CLASSES,
         size=lambda wildcards: parse_size_name(wildcards.size),
-        code=source_digest(
+        code=code_version(
             "metrics.py", "resize.py", "labels.py", "coco.py", "manifest.py"
         ),
     script:
@@ -42,7 +42,7 @@ rule score:
     params:
         classes=CLASSES,
         size_name=SUBMISSION_SIZE,
-        code=source_digest("metrics.py", "labels.py"),
+        code=code_version("metrics.py", "labels.py"),
     script:
         "../scripts/score.py"
 
@@ -63,6 +63,6 @@ rule score_at_input_size:
     params:
         classes=CLASSES,
         size_name="input",
-        code=source_digest("metrics.py", "labels.py"),
+        code=code_version("metrics.py", "labels.py"),
     script:
         "../scripts/score.py"

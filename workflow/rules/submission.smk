@@ -16,7 +16,7 @@ rule submission:
     params:
         num_classes=len(CLASSES),
         size=config["resize"]["size"],
-        code=source_digest("submission.py", "labels.py", "manifest.py", "atomic.py"),
+        code=code_version("submission.py", "labels.py", "manifest.py", "atomic.py"),
     script:
         "../scripts/submission.py"
 
@@ -36,6 +36,6 @@ rule validate_submission:
     params:
         num_classes=len(CLASSES),
         size=config["resize"]["size"],
-        code=source_digest("submission.py"),
+        code=code_version("submission.py"),
     script:
         "../scripts/validate_submission.py"
