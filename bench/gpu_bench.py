@@ -2,9 +2,12 @@
 
 Rows: (1) seed A, per-image DefaultPredictor + Albumentations + np.vstack; (2) seed B, batched
 predictor (bs 32, 4 workers) + Kornia + np.vstack; (3) the model's forward pass alone on
-preloaded GPU tensors (the floor); (4) this workflow's infer (fp32, bf16, bf16 + channels_last),
-resize (both backends), submission and score stages; (5) the whole `snakemake` run, cold and as a
-no-op rerun; plus peak host memory of the infer job at N and 10 N images, and a torchvision row.
+preloaded, already-prepared GPU tensors (the floor); (4) this workflow's infer stage (fp32, bf16,
+bf16 + channels_last, fp16; pixel agreement with fp32), its input pipeline alone, and the
+resize, submission, validation, ground-truth and score stages; (5) the whole `snakemake` run,
+cold and as a no-op rerun; plus peak host memory of the infer job at N and 10 N images, a
+torchvision model's floor and infer stage, and the mIoU of each precision with the trained demo
+model (`--demo-weights`) on a held-out synthetic demo split.
 
     PYTHONPATH=$PWD/.deps/detectron2 python bench/gpu_bench.py --images 819 --out bench-out
 """
@@ -28,9 +31,11 @@ from conftest import CLASSES, make_dataset  # noqa: E402
 from test_detectron2 import write_detectron2_model  # noqa: E402
 
 from segsubmit.backends import PredictorSettings, load_predictor  # noqa: E402
-from segsubmit.infer import predict_shard_to_file  # noqa: E402
+from segsubmit.images import decode_rgb  # noqa: E402
+from segsubmit.infer import predict_shard, predict_shard_to_file, shard_loader  # noqa: E402
 from segsubmit.labels import read_label_shard  # noqa: E402
 from segsubmit.manifest import build_manifest, write_manifest  # noqa: E402
+from segsubmit.metrics import load_ground_truth, rasterize_ground_truth, score_images  # noqa: E402
 from segsubmit.stages import (  # noqa: E402
     ground_truth_stage,
     resize_stage,
@@ -38,6 +43,7 @@ from segsubmit.stages import (  # noqa: E402
     submission_stage,
     validate_stage,
 )  # noqa: E402
+from segsubmit.synthetic import make_demo_dataset  # noqa: E402
 
 
 def synchronize():
@@ -77,17 +83,24 @@ def replicate_dataset(root, count, unique=64):
     return root / "val.json"
 
 
-def seed_a(config_file, weights, paths, size=256):
-    """The seed's per-image loop (dummy image HWC, as current Albumentations requires)."""
-    import albumentations as A
-    import cv2
+def seed_config(config_file, weights):
+    """The seeds' yacs config, on the GPU when there is one (as the seeds ran)."""
     from detectron2.config import get_cfg
-    from detectron2.engine import DefaultPredictor
 
     cfg = get_cfg()
     cfg.merge_from_file(str(config_file))
     cfg.MODEL.WEIGHTS = str(weights)
-    predictor = DefaultPredictor(cfg)
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg
+
+
+def seed_a(config_file, weights, paths, size=256):
+    """The seed's per-image loop (dummy image HWC, as current Albumentations requires)."""
+    import albumentations as A
+    import cv2
+    from detectron2.engine import DefaultPredictor
+
+    predictor = DefaultPredictor(seed_config(config_file, weights))
     transform = A.Compose([A.Resize(size, size)])
     predictions = np.empty((0, size * size), dtype=np.int64)
     for path in paths:
@@ -130,11 +143,9 @@ def seed_b(config_file, weights, paths, size=256, batch_size=32, workers=4):
     """The seed's BatchPredictor: DataLoader of dicts, model(list), Kornia nearest, vstack."""
     import kornia
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    cfg = get_cfg()
-    cfg.merge_from_file(str(config_file))
+    cfg = seed_config(config_file, weights)
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(str(weights))
     loader = torch.utils.data.DataLoader(
@@ -154,31 +165,42 @@ def seed_b(config_file, weights, paths, size=256, batch_size=32, workers=4):
 
 
 def model_floor(predictor, paths, batch_size):
-    """Seconds of the model alone on preloaded, already-prepared GPU tensors (fp32)."""
-    from segsubmit.images import decode_rgb
-
-    prepared = [predictor.prepare(decode_rgb(p)).to(predictor.device) for p in paths]
-    height, width = 512, 512
+    """A function running the model alone over all images, on preloaded model-ready GPU
+    batches (decoded, prepared and resized before timing)."""
+    size = tuple(decode_rgb(paths[0]).shape[1:])
+    batches = []
+    for start in range(0, len(paths), batch_size):
+        images = [decode_rgb(p) for p in paths[start : start + batch_size]]
+        if predictor.prepare:
+            images = [predictor.prepare(image) for image in images]
+        batches.append(predictor.model_input(torch.stack(images).to(predictor.device)))
 
     def forward_all():
-        for start in range(0, len(prepared), batch_size):
-            predictor.predict(torch.stack(prepared[start : start + batch_size]), (height, width))
+        for batch in batches:
+            predictor.predict_prepared(batch, size)
 
-    forward_all()  # warm-up (cudnn autotuning, allocator)
+    forward_all()  # warm-up (cudnn, allocator)
     return forward_all
 
 
-def infer_to_file(predictor, entries, root, labels_path, batch_size, workers):
-    return lambda: predict_shard_to_file(
-        entries, root, predictor, batch_size, workers, "error", labels_path
-    )
+def input_pipeline(predictor, entries, root, batch_size, workers):
+    """A function running the infer stage's input side alone: decode in workers, pin, copy to
+    the device, `model_input` there."""
+
+    def load_all():
+        for _, batch, _ in shard_loader(entries, root, predictor, batch_size, workers):
+            predictor.model_input(batch.to(predictor.device, non_blocking=True))
+
+    return load_all
 
 
-def pixel_agreement(path_a, path_b):
-    _, maps_a = read_label_shard(path_a)
-    _, maps_b = read_label_shard(path_b)
+def pixel_agreement(maps_a, maps_b):
     equal = sum(int((a == b).sum()) for a, b in zip(maps_a, maps_b, strict=True))
     return equal / sum(a.size for a in maps_a)
+
+
+def shard_file_agreement(path_a, path_b):
+    return pixel_agreement(read_label_shard(path_a)[1], read_label_shard(path_b)[1])
 
 
 def peak_rss_of_infer(config_file, weights, shard_path, labels_path, batch_size, workers):
@@ -197,7 +219,7 @@ def peak_rss_of_infer(config_file, weights, shard_path, labels_path, batch_size,
     return float(result.stdout.split()[-1])
 
 
-def snakemake_runs(workdir, config_file, weights, data_root):
+def snakemake_runs(workdir, config_file, weights, data_root, workers):
     """(cold seconds, no-op seconds, import floor seconds) of the real CLI, one shard."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "bench.yaml").write_text(
@@ -209,7 +231,7 @@ def snakemake_runs(workdir, config_file, weights, data_root):
                     "weights": str(weights),
                     "config_file": str(config_file),
                 },
-                "infer": {"batch_size": 32, "workers": 12},
+                "infer": {"batch_size": 32, "workers": workers},
             }
         )
     )
@@ -227,6 +249,7 @@ def snakemake_runs(workdir, config_file, weights, data_root):
         for path in sorted((workdir / "results" / "benchmarks").rglob("*.tsv"))
     }
     print("cold run, seconds per job (Snakemake benchmark files):", json.dumps(job_seconds))
+    print((workdir / "results" / "logs" / "infer" / "val" / "0.log").read_text()[-1500:])
     noop, output = timed_process(command)
     assert "Nothing to be done" in output, output
     return cold, noop, import_floor
@@ -241,15 +264,179 @@ def timed_process(command):
     return seconds, result.stdout + result.stderr
 
 
+class Table:
+    """Rows of (what, seconds, ratio to a baseline row, note), printed as they come."""
+
+    def __init__(self):
+        self.rows, self.figures = [], {}
+
+    def row(self, name, seconds, baseline=None, note=""):
+        self.figures[name] = seconds
+        ratio = f"{seconds / self.figures[baseline]:.2f}" if baseline else ""
+        self.rows.append(f"| {name} | {seconds:.3f} | {ratio} | {note} |")
+        print(self.rows[-1], flush=True)
+
+    def text(self):
+        head = "| what | seconds | ratio to its floor | note |\n| --- | --- | --- | --- |\n"
+        return head + "\n".join(self.rows)
+
+
+FLOOR = "model floor fp32 (forward only)"
+PRECISIONS = {
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
+    "fp16": {"precision": "fp16"},
+}
+
+
+def detectron2_rows(table, arguments, work, entries, root, settings):
+    """Floors, input pipeline and infer stage per precision, Detectron2 R50-FPN."""
+    paths = [root / e["file_name"] for e in entries]
+    batch, workers, repeats = arguments.batch_size, arguments.workers, arguments.repeats
+    predictors = {
+        name: load_predictor("detectron2", PredictorSettings(**settings, **options))
+        for name, options in PRECISIONS.items()
+    }
+    table.row(FLOOR, median_seconds(model_floor(predictors["fp32"], paths, batch), repeats))
+    for name in ("bf16", "bf16 + channels_last"):
+        floor = model_floor(predictors[name], paths, batch)
+        table.row(f"model floor {name} (forward only)", median_seconds(floor, repeats), FLOOR)
+    pipeline = input_pipeline(predictors["fp32"], entries, root, batch, workers)
+    pipeline()
+    table.row("input pipeline alone (decode, pin, copy, resize)", median_seconds(pipeline,
+              repeats), FLOOR, f"{workers} workers")  # fmt: skip
+    for name, predictor in predictors.items():
+        labels_path = work / f"labels-{name.replace(' ', '')}.npz"
+
+        def run(predictor=predictor, labels_path=labels_path):
+            predict_shard_to_file(entries, root, predictor, batch, workers, "error", labels_path)
+
+        run()  # warm-up: worker start-up code paths, cudnn
+        agreement = shard_file_agreement(work / "labels-fp32.npz", labels_path)
+        table.row(f"infer stage {name}", median_seconds(run, repeats), FLOOR,
+                  f"pixels equal to fp32: {agreement:.5f}")  # fmt: skip
+
+
+def stage_rows(table, arguments, work, json_path):
+    """resize (both backends), submission, validation, ground truth and score stages."""
+    repeats, labels = arguments.repeats, work / "labels-fp32.npz"
+    for backend in ("albumentations", "kornia"):
+        args = (labels, work / f"resized-{backend}.npz", backend, [256, 256], "nearest", False)
+        resize_stage(*args)
+        table.row(f"resize stage ({backend})", median_seconds(lambda a=args: resize_stage(*a),
+                                                              repeats))  # fmt: skip
+    resized = [work / "resized-albumentations.npz"]
+    csv_args = (work / "manifest.json", resized, work / "submission.csv", 11, [256, 256])
+    table.row("submission stage", median_seconds(lambda: submission_stage(*csv_args), repeats),
+              note=f"{(work / 'submission.csv').stat().st_size / 1e6:.0f} MB CSV")  # fmt: skip
+    validate_args = (work / "submission.csv", work / "manifest.json", work / "valid.json", 11,
+                     [256, 256])  # fmt: skip
+    table.row("validate_submission (re-read)", median_seconds(
+        lambda: validate_stage(*validate_args), repeats))  # fmt: skip
+    truth = work / "ground_truth.npz"
+    truth_args = (json_path, work / "manifest.json", truth, CLASSES, [256, 256])
+    table.row("ground truth (once per split and size)", synchronized_seconds(
+        lambda: ground_truth_stage(*truth_args))[0])  # fmt: skip
+    score_args = (truth, resized, work / "score.json", work / "score.txt", CLASSES, "256x256")
+    table.row("score stage", median_seconds(lambda: score_stage(*score_args), repeats))
+
+
+def seed_rows(table, arguments, work, config_file, weights, paths):
+    """The seeds' pipelines on the first `--seed-images` images; time per image vs ours."""
+    seed_paths = paths[: arguments.seed_images]
+    if not seed_paths:
+        return
+    ours = read_label_shard(work / "resized-albumentations.npz")[1][: len(seed_paths)]
+    per_image_infer = table.figures["infer stage fp32"] / len(paths)
+    seeds = {"seed B: batched bs32 + Kornia + vstack": seed_b,
+             "seed A: DefaultPredictor + Albumentations + vstack": seed_a}  # fmt: skip
+    for name, seed in seeds.items():
+        seconds, predictions = synchronized_seconds(
+            lambda s=seed: s(config_file, weights, seed_paths)
+        )
+        agreement = pixel_agreement([p.reshape(256, 256) for p in predictions], ours)
+        table.row(f"{name} ({len(seed_paths)} images)", seconds,
+                  note=f"{seconds / len(seed_paths) / per_image_infer:.1f}× our infer stage per "
+                  f"image; pixels equal to ours: {agreement:.5f}")  # fmt: skip
+
+
+def torchvision_rows(table, arguments, work, entries, root):
+    """A torchvision model (random init): its floor and the infer stage, same images."""
+    from segsubmit.backends.torchvision_backend import build_torchvision_model
+
+    architecture = arguments.torchvision_architecture
+    weights = work / f"{architecture}.pt"
+    torch.save(build_torchvision_model(architecture, len(CLASSES)).state_dict(), weights)
+    predictor = load_predictor(
+        "torchvision",
+        PredictorSettings(weights=str(weights), num_classes=11, architecture=architecture),
+    )
+    paths = [root / e["file_name"] for e in entries]
+    floor_name = f"{architecture} floor fp32 (forward only)"
+    floor = model_floor(predictor, paths, arguments.batch_size)
+    table.row(floor_name, median_seconds(floor, arguments.repeats))
+
+    def run():
+        predict_shard_to_file(entries, root, predictor, arguments.batch_size, arguments.workers,
+                              "error", work / "labels-torchvision.npz")  # fmt: skip
+
+    run()
+    table.row(f"{architecture} infer stage fp32", median_seconds(run, arguments.repeats),
+              floor_name)  # fmt: skip
+
+
+def demo_precision_rows(table, arguments, work):
+    """mIoU of the trained demo model per precision on a held-out synthetic demo split."""
+    root = work / "demo"
+    json_path = root / "val.json"
+    make_demo_dataset(root, {"val": json_path}, {"val": arguments.demo_images}, 1, 512, CLASSES)
+    entries = build_manifest(json_path, root, CLASSES, 1)
+    coco_api, class_of_category = load_ground_truth(json_path, CLASSES)
+    truths = [rasterize_ground_truth(coco_api, e["id"], class_of_category) for e in entries]
+    maps = {}
+    for name in ("fp32", "bf16", "fp16"):
+        predictor = load_predictor("torchvision", PredictorSettings(
+            weights=str(arguments.demo_weights), num_classes=11,
+            architecture="lraspp_mobilenet_v3_large", **PRECISIONS[name]))  # fmt: skip
+        maps[name] = predict_shard(entries, root, predictor, arguments.batch_size, 4)
+        miou = score_images(truths, maps[name], len(CLASSES))["miou"]
+        table.figures[f"demo mIoU {name}"] = miou
+        note = f"pixels equal to fp32: {pixel_agreement(maps['fp32'], maps[name]):.5f}"
+        if name != "fp32":
+            note += f"; mIoU − fp32: {miou - table.figures['demo mIoU fp32']:+.5f}"
+        table.rows.append(f"| demo model mIoU {name} ({len(entries)} images) | {miou:.4f} | | "
+                          f"{note} |")  # fmt: skip
+        print(table.rows[-1], flush=True)
+
+
+def memory_rows(table, arguments, work, config_file, weights):
+    """Peak RSS of the infer job at N and memory_factor x N images."""
+    shard_big = work / "big" / "shard.json"
+    big_json = replicate_dataset(work / "big", arguments.images * arguments.memory_factor)
+    big_entries = build_manifest(big_json, big_json.parent, CLASSES, 1)
+    write_manifest(big_entries, work / "big" / "manifest.json", [shard_big], big_json.parent)
+    for count, shard in ((arguments.images, work / "shard.json"),
+                         (len(big_entries), shard_big)):  # fmt: skip
+        rss = peak_rss_of_infer(config_file, weights, shard, work / "rss.npz",
+                                arguments.batch_size, arguments.workers)  # fmt: skip
+        table.figures[f"peak RSS infer {count} images (MiB)"] = rss
+        table.rows.append(f"| peak host RSS, infer job, {count} images | {rss:.0f} MiB | | |")
+        print(table.rows[-1], flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=819)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=12)
-    parser.add_argument("--skip-seed-a", action="store_true")
     parser.add_argument("--seed-images", type=int, default=819, help="0: skip the seeds")
     parser.add_argument("--memory-factor", type=int, default=10, help="0: skip the memory rows")
+    parser.add_argument("--torchvision-architecture", default="deeplabv3_resnet50")
+    parser.add_argument("--demo-weights", type=Path, help="the trained demo model (state dict)")
+    parser.add_argument("--demo-images", type=int, default=200)
+    parser.add_argument("--skip-snakemake", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     arguments = parser.parse_args()
     out, work = arguments.out, Path(os.environ.get("BENCH_WORK", "/tmp/segsubmit-bench"))
@@ -260,115 +447,31 @@ def main():
     json_path = replicate_dataset(work / "data", arguments.images)
     root = json_path.parent
     entries = build_manifest(json_path, root, CLASSES, 1)
-    paths = [root / e["file_name"] for e in entries]
     write_manifest(entries, work / "manifest.json", [work / "shard.json"], root)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    rows, figures = [], {"images": len(entries), "device": device}
-
-    def row(name, seconds, baseline=None, note=""):
-        figures[name] = seconds
-        ratio = f"{seconds / figures[baseline]:.2f}" if baseline else ""
-        rows.append(f"| {name} | {seconds:.3f} | {ratio} | {note} |")
-        print(rows[-1], flush=True)
-
+    print(f"{len(entries)} images on {device}", flush=True)
+    torch.set_num_threads(2)  # as the infer rule runs on CUDA (stages.infer_stage)
+    table = Table()
     settings = {"weights": str(weights), "config_file": str(config_file), "num_classes": 11}
-    fp32 = load_predictor("detectron2", PredictorSettings(**settings))
-    row(
-        "model floor fp32 (forward only)",
-        median_seconds(model_floor(fp32, paths, arguments.batch_size), arguments.repeats),
-    )
-    variants = {
-        "fp32": fp32,
-        "bf16": load_predictor("detectron2", PredictorSettings(**settings, precision="bf16")),
-        "bf16 + channels_last": load_predictor(
-            "detectron2",
-            PredictorSettings(**settings, precision="bf16", channels_last=True),
-        ),
-        f"fp32, {os.cpu_count()} main threads": fp32,
-    }
-    for name, predictor in variants.items():
-        # as the infer rule runs on CUDA: 2 intra-op threads in the main process
-        torch.set_num_threads(os.cpu_count() if name.endswith("main threads") else 2)
-        labels_path = work / f"labels-{name.replace(' ', '')}.npz"
-        run = infer_to_file(predictor, entries, root, labels_path, arguments.batch_size,
-                            arguments.workers)  # fmt: skip
-        run()  # warm-up: worker start-up code paths, cudnn
-        agreement = pixel_agreement(work / "labels-fp32.npz", labels_path)
-        row(
-            f"infer stage {name}",
-            median_seconds(run, arguments.repeats),
-            "model floor fp32 (forward only)",
-            f"pixels equal to fp32: {agreement:.5f}",
-        )
-    labels = work / "labels-fp32.npz"
-    for backend in ("albumentations", "kornia"):
-        resized = work / f"resized-{backend}.npz"
-        args = (labels, resized, backend, [256, 256], "nearest", False)
-        resize_stage(*args)
-        row(f"resize stage ({backend})", median_seconds(lambda a=args: resize_stage(*a),
-                                                        arguments.repeats))  # fmt: skip
-    resized = [work / "resized-albumentations.npz"]
-    csv_args = (work / "manifest.json", resized, work / "submission.csv", 11, [256, 256])
-    row(
-        "submission stage",
-        median_seconds(lambda: submission_stage(*csv_args), arguments.repeats),
-        note=f"{(work / 'submission.csv').stat().st_size / 1e6:.0f} MB CSV",
-    )
-    validate_args = (work / "submission.csv", work / "manifest.json", work / "valid.json", 11,
-                     [256, 256])  # fmt: skip
-    row("validate_submission (re-read)", median_seconds(lambda: validate_stage(*validate_args),
-                                                        arguments.repeats))  # fmt: skip
-    truth = work / "ground_truth.npz"
-    truth_args = (json_path, work / "manifest.json", truth, CLASSES, [256, 256])
-    row("ground truth (once per split and size)", synchronized_seconds(
-        lambda: ground_truth_stage(*truth_args))[0])  # fmt: skip
-    score_args = (truth, resized, work / "score.json", work / "score.txt", CLASSES, "256x256")
-    row("score stage", median_seconds(lambda: score_stage(*score_args), arguments.repeats))
-    seed_paths = paths[: arguments.seed_images]
-    per_image_floor = figures["model floor fp32 (forward only)"] / len(entries)
-    seeds = {
-        "seed B: batched bs32 + Kornia + vstack": seed_b,
-        "seed A: DefaultPredictor + Albumentations + vstack": seed_a,
-    }
-    for name, seed in seeds.items():
-        if not seed_paths or (name.startswith("seed A") and arguments.skip_seed_a):
-            continue
-        seconds, predictions = synchronized_seconds(
-            lambda s=seed: s(config_file, weights, seed_paths)
-        )
-        ours = np.stack(read_label_shard(work / "resized-albumentations.npz")[1])
-        same = np.array_equal(predictions, ours[: len(seed_paths)].reshape(len(seed_paths), -1))
-        row(
-            f"{name} ({len(seed_paths)} images)",
-            seconds,
-            note=f"{seconds / len(seed_paths) / per_image_floor:.1f}× the floor per image; "
-            f"same masks as ours: {same}",
-        )
-    cold, noop, import_floor = snakemake_runs(work / "run", config_file, weights, root)
-    row("import floor: python -c 'import torch, detectron2'", import_floor)
-    budget = import_floor + 1.15 * figures["model floor fp32 (forward only)"] + 5
-    row("snakemake --cores 4 --resources gpu=1, cold", cold, note=f"target ≤ {budget:.1f} s")
-    row("snakemake, no-op rerun", noop)
+    detectron2_rows(table, arguments, work, entries, root, settings)
+    stage_rows(table, arguments, work, json_path)
+    torchvision_rows(table, arguments, work, entries, root)
+    if arguments.demo_weights:
+        demo_precision_rows(table, arguments, work)
+    seed_rows(table, arguments, work, config_file, weights, [root / e["file_name"]
+                                                              for e in entries])  # fmt: skip
+    if not arguments.skip_snakemake:
+        cold, noop, import_floor = snakemake_runs(work / "run", config_file, weights, root,
+                                                  arguments.workers)  # fmt: skip
+        table.row("import floor: python -c 'import torch, detectron2'", import_floor)
+        budget = import_floor + 1.15 * table.figures[FLOOR] + 5
+        table.row("snakemake --cores 4 --resources gpu=1, cold", cold,
+                  note=f"target ≤ {budget:.1f} s")  # fmt: skip
+        table.row("snakemake, no-op rerun", noop, note="target ≤ 3 s")
     if arguments.memory_factor:
-        memory_rows(arguments, work, config_file, weights, entries, rows, figures)
-    print("\n| what | seconds | ratio to model floor | note |\n| --- | --- | --- | --- |")
-    print("\n".join(rows))
-    (out / "figures.json").write_text(json.dumps(figures, indent=1))
-
-
-def memory_rows(arguments, work, config_file, weights, entries, rows, figures):
-    """Peak RSS of the infer job at N and memory_factor x N images."""
-    shard_big = work / "big" / "shard.json"
-    big_json = replicate_dataset(work / "big", arguments.images * arguments.memory_factor)
-    big_entries = build_manifest(big_json, big_json.parent, CLASSES, 1)
-    write_manifest(big_entries, work / "big" / "manifest.json", [shard_big], big_json.parent)
-    for name, shard in ((f"{len(entries)}", work / "shard.json"),
-                        (f"{len(big_entries)}", shard_big)):  # fmt: skip
-        rss = peak_rss_of_infer(config_file, weights, shard, work / "rss.npz",
-                                arguments.batch_size, arguments.workers)  # fmt: skip
-        figures[f"peak RSS infer {name} images (MiB)"] = rss
-        rows.append(f"| peak host RSS, infer job, {name} images | {rss:.0f} MiB | | |")
-        print(rows[-1], flush=True)
+        memory_rows(table, arguments, work, config_file, weights)
+    print(f"\n{len(entries)} images, {device}\n{table.text()}")
+    (out / "figures.json").write_text(json.dumps(table.figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ github.com/facebookresearch/detectron2 into .deps/detectron2 and run
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -102,11 +103,16 @@ def default_predictor_argmax(config_file, weights, opts, path):
     return predictor(cv2.imread(str(path)))["sem_seg"].argmax(0).to(torch.uint8).numpy()
 
 
-def test_batched_equals_default_predictor_on_every_pixel(detectron2_model, tmp_path):
+@pytest.mark.parametrize("preprocess_on", ["workers", "device"])
+def test_batched_equals_default_predictor_on_every_pixel(detectron2_model, tmp_path, preprocess_on):
+    """Both preprocessing paths: Pillow in the DataLoader workers (the CPU path), and channel
+    order + `pil_bilinear_resize` in `model_input` (the GPU path, here run on the CPU)."""
     config_file, weights = detectron2_model
     sizes = [(96, 96)] * 7 + [(72, 120)] * 5 + [(130, 70)] * 3 + [(101, 77)]
     entries = write_images(tmp_path, sizes)
     predictor = load_predictor("detectron2", settings_for(config_file, weights))
+    if preprocess_on == "device":
+        predictor.prepare = None
     batched = predict_shard(entries, tmp_path, predictor, batch_size=4, workers=2)
     compared = equal = 0
     for entry, label_map in zip(entries, batched, strict=True):
@@ -120,14 +126,34 @@ def test_batched_equals_default_predictor_on_every_pixel(detectron2_model, tmp_p
     assert equal == compared
 
 
-def test_rgb_input_format_is_honoured(detectron2_model, tmp_path):
+@pytest.mark.parametrize("preprocess_on", ["workers", "device"])
+def test_rgb_input_format_is_honoured(detectron2_model, tmp_path, preprocess_on):
     config_file, weights = detectron2_model
     opts = [*SMALL_TEST_SIZES, "INPUT.FORMAT", "RGB"]
     entries = write_images(tmp_path, [(64, 96)] * 2, seed=3)
     predictor = load_predictor("detectron2", settings_for(config_file, weights, opts=opts))
+    if preprocess_on == "device":
+        predictor.prepare = None
     batched = predict_shard(entries, tmp_path, predictor, batch_size=2, workers=0)
     reference = default_predictor_argmax(config_file, weights, opts, tmp_path / "01.jpg")
     assert np.array_equal(batched[1], reference)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a GPU host)")
+def test_gpu_preprocessing_equals_default_predictor_preprocessing(detectron2_model, tmp_path):
+    """On a GPU the workers only decode; what reaches the model must be DefaultPredictor's
+    input bit for bit (the model's own GPU arithmetic may differ from the CPU's)."""
+    from segsubmit.backends.detectron2_backend import DefaultPredictorPreprocess
+    from segsubmit.images import decode_rgb
+
+    config_file, weights = detectron2_model
+    entries = write_images(tmp_path, [(72, 120)] * 3, seed=5)
+    settings = settings_for(config_file, weights)
+    predictor = load_predictor("detectron2", replace(settings, device="cuda"))
+    images = torch.stack([decode_rgb(tmp_path / e["file_name"]) for e in entries])
+    on_device = predictor.model_input(images.cuda()).cpu()
+    on_host = DefaultPredictorPreprocess("BGR", 96, 160)
+    assert torch.equal(on_device, torch.stack([on_host(image) for image in images]))
 
 
 def test_class_count_mismatch_is_refused(detectron2_model):

@@ -2,6 +2,7 @@
 keep only uint8 argmax maps on the host."""
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,27 +61,13 @@ def size_buckets(entries, batch_size):
     ]
 
 
-def collate_same_size(samples, pin_memory, on_bad_image):
-    """Stack the usable images into one uint8 batch (pinned for an asynchronous copy to the
-    GPU); unusable ones raise, or with on_bad_image 'blank' are listed as blank positions."""
-    errors = [error for _, _, error in samples if error]
-    if errors and on_bad_image != "blank":
-        raise SegsubmitError(errors[0])
+def stack_same_size(samples):
+    """Collate one bucket in a DataLoader worker: (positions, uint8 batch or None, failures),
+    where failures are (position, one-line message) of images that could not be used."""
     good = [(position, image) for position, image, error in samples if not error]
+    failures = [(position, error) for position, _, error in samples if error]
     batch = torch.stack([image for _, image in good]) if good else None
-    if batch is not None and pin_memory:
-        batch = batch.pin_memory()
-    blank_positions = [position for position, _, error in samples if error]
-    return [position for position, _ in good], batch, blank_positions
-
-
-def batches_from_items(items, buckets, pin_memory, on_bad_image):
-    """Group the loader's per-image items (in bucket order) back into the buckets' batches.
-
-    Workers load single images, so every batch is decoded by all workers in parallel."""
-    items = iter(items)
-    for bucket in buckets:
-        yield collate_same_size([next(items) for _ in bucket], pin_memory, on_bad_image)
+    return [position for position, _ in good], batch, failures
 
 
 def predict_with_backoff(predictor, batch, size):
@@ -134,15 +121,18 @@ def largest_batch_size(predictor, entry, limit=256):
     return fits
 
 
-def batch_predictions(loader, entries, predictor):
+def batch_predictions(loader, entries, predictor, on_bad_image):
     """Yield (positions, uint8 label maps on the host, blank?) per batch, in loader order;
-    unreadable images (on_bad_image: blank) come as all-background maps with blank=True.
+    unusable images raise their one-line error, or with on_bad_image 'blank' come as
+    all-background maps with blank=True.
 
     On CUDA the copy of batch k to (pinned) host memory is queued right behind its kernels and
     awaited only after batch k+1 was launched, so the GPU never waits for the host.
     """
     pending = None
-    for positions, batch, blank_positions in loader:
+    for positions, batch, failures in loader:
+        if failures and on_bad_image != "blank":
+            raise SegsubmitError(failures[0][1])
         launched = None
         if batch is not None:
             first = entries[positions[0]]
@@ -154,7 +144,7 @@ def batch_predictions(loader, entries, predictor):
         if pending is not None:
             yield pending[0], finish_host_copy(pending[1]), False
         pending = launched
-        for position in blank_positions:
+        for position, _ in failures:
             entry = entries[position]
             yield [position], [np.zeros((entry["height"], entry["width"]), np.uint8)], True
     if pending is not None:
@@ -180,26 +170,43 @@ def finish_host_copy(copy):
     return host.numpy()
 
 
+def shard_loader(entries, data_root, predictor, batch_size, workers):
+    """Batches of one image size, decoded (and `prepare`d) and stacked in the workers, pinned
+    by the loader's own thread when the predictor is on a GPU."""
+    return DataLoader(
+        ShardImages(entries, data_root, predictor.prepare),
+        batch_sampler=size_buckets(entries, batch_size),
+        collate_fn=stack_same_size,
+        num_workers=workers,
+        pin_memory=predictor.device.type == "cuda",
+    )
+
+
 def iter_shard_predictions(entries, data_root, predictor, batch_size, workers, on_bad_image):
     """Yield (position in `entries`, label map) for every image, grouped by size, with progress."""
     if batch_size == "auto":
         batch_size = largest_batch_size(predictor, entries[0]) if entries else 1
-    buckets = size_buckets(entries, batch_size)
-    items = DataLoader(
-        ShardImages(entries, data_root, predictor.prepare),
-        batch_size=None,
-        sampler=[position for bucket in buckets for position in bucket],
-        num_workers=workers,
-        prefetch_factor=max(2, 2 * batch_size // workers) if workers else None,
-    )
-    loader = batches_from_items(items, buckets, predictor.device.type == "cuda", on_bad_image)
+    loader = shard_loader(entries, data_root, predictor, batch_size, workers)
     blank_files = []
+    started = time.perf_counter()
+    batches = batch_predictions(loader, entries, predictor, on_bad_image)
     with tqdm(total=len(entries), desc="infer", unit="img") as progress:
-        for positions, label_maps, blank in batch_predictions(loader, entries, predictor):
+        for positions, label_maps, blank in batches:
             if blank:
                 blank_files.extend(entries[position]["file_name"] for position in positions)
             yield from zip(positions, label_maps, strict=True)
+            if not progress.n:
+                log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
             progress.update(len(positions))
+    seconds = time.perf_counter() - started
+    log.info(
+        "infer: %d images in %.2f s (%.0f images/s, batch size %d, %d workers)",
+        len(entries),
+        seconds,
+        len(entries) / max(seconds, 1e-9),
+        batch_size,
+        workers,
+    )
     if blank_files:
         log.warning(
             "on_bad_image=blank: all-background masks for %d unreadable images: %s",

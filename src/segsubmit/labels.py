@@ -1,8 +1,10 @@
 """Per-shard label-map files: uint8 maps of any sizes plus their image ids, in an `.npz` that
 numpy alone loads (no model, no pickle). Maps are streamed into the file one by one, so writing
-a shard needs memory for one batch, not for the shard."""
+a shard needs memory for one batch, not for the shard; the maps are stored uncompressed, so
+reading memory-maps them instead of copying them out of the zip."""
 
 import contextlib
+import struct
 import zipfile
 
 import numpy as np
@@ -28,7 +30,7 @@ def label_shard_writer(path, total_pixels):
             np.lib.format.write_array_header_1_0(stream, header)
 
             def add(image_id, label_map):
-                stream.write(np.ascontiguousarray(label_map, dtype=np.uint8).tobytes())
+                stream.write(np.ascontiguousarray(label_map, dtype=np.uint8))
                 image_ids.append(image_id)
                 shapes.append(label_map.shape)
 
@@ -47,10 +49,42 @@ def write_label_shard(path, image_ids, label_maps):
             add(image_id, label_map)
 
 
+HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _mapped_member(path, archive, name):
+    """A stored (uncompressed), non-empty uint8 .npy member of a zip as a read-only memory
+    map; None for anything else (then numpy reads it the usual way)."""
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local_header = handle.read(zipfile.sizeFileHeader)
+        name_length, extra_length = struct.unpack("<HH", local_header[26:30])
+        handle.seek(info.header_offset + zipfile.sizeFileHeader + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version not in HEADER_READERS:
+            return None
+        shape, fortran_order, dtype = HEADER_READERS[version](handle)
+        offset = handle.tell()
+    if fortran_order or dtype != np.uint8 or not np.prod(shape):
+        return None
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape).view(np.ndarray)
+
+
 def read_label_shard(path):
-    """(image_ids, list of HxW uint8 label maps) from a file written by `write_label_shard`."""
+    """(image_ids, list of HxW uint8 label maps) from a file written by `write_label_shard`;
+    the maps are read-only views of one memory map of the file."""
+    with zipfile.ZipFile(path) as archive:
+        flat = _mapped_member(path, archive, "labels.npy")
     with np.load(path) as shard:
-        image_ids, shapes, flat = shard["image_ids"], shard["shapes"], shard["labels"]
+        image_ids, shapes = shard["image_ids"], shard["shapes"]
+        if flat is None:
+            flat = shard["labels"]
     ends = np.cumsum(shapes.prod(axis=1))
     starts = ends - shapes.prod(axis=1)
     maps = [flat[s:e].reshape(h, w) for s, e, (h, w) in zip(starts, ends, shapes, strict=True)]

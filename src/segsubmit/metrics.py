@@ -1,5 +1,7 @@
 """Ground truth from COCO polygons and the competition's metrics (no torch needed)."""
 
+import warnings
+
 import numpy as np
 
 from .coco import category_class_index
@@ -26,20 +28,24 @@ def load_ground_truth(json_path, class_names):
 
 def confusion_matrix(ground_truth, prediction, num_classes):
     """num_classes x num_classes counts (rows: truth, columns: prediction), pixels with a valid
-    truth label only (the baseline's `np.bincount(n * gt + pred)`)."""
-    truth = ground_truth.ravel().astype(np.int32)
-    predicted = prediction.ravel().astype(np.int32)
+    truth label only (the baseline's `np.bincount(n * gt + pred)`; in uint8 when n² <= 256)."""
+    truth, predicted = ground_truth.ravel(), prediction.ravel()
     if truth.size and (truth.min() < 0 or truth.max() >= num_classes):
         valid = (truth >= 0) & (truth < num_classes)
         truth, predicted = truth[valid], predicted[valid]
-    counts = np.bincount(num_classes * truth + predicted, minlength=num_classes**2)
+    if truth.dtype == predicted.dtype == np.uint8 and num_classes**2 <= 256:
+        codes = truth * np.uint8(num_classes) + predicted
+    else:
+        codes = num_classes * truth.astype(np.int64) + predicted
+    counts = np.bincount(codes, minlength=num_classes**2)
     return counts[: num_classes**2].reshape(num_classes, num_classes)
 
 
 def iou_per_class(confusion):
-    """IoU of each class; NaN for a class absent from both truth and prediction."""
-    intersection = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(axis=0) + confusion.sum(axis=1) - intersection
+    """IoU of each class; NaN for a class absent from both truth and prediction. Also for a
+    stack of confusion matrices (..., n, n) -> (..., n)."""
+    intersection = np.diagonal(confusion, axis1=-2, axis2=-1).astype(np.float64)
+    union = confusion.sum(axis=-2) + confusion.sum(axis=-1) - intersection
     with np.errstate(divide="ignore", invalid="ignore"):
         return intersection / union
 
@@ -52,17 +58,18 @@ def dataset_miou(confusion):
 def score_images(ground_truths, predictions, num_classes):
     """Dataset-level mIoU, per-class IoU (None: class in neither truth nor prediction),
     confusion matrix and the per-image-mean mIoU, ready for JSON."""
-    total = np.zeros((num_classes, num_classes), dtype=np.int64)
-    per_image = []
-    for truth, predicted in zip(ground_truths, predictions, strict=True):
-        confusion = confusion_matrix(truth, predicted, num_classes)
-        total += confusion
-        per_image.append(dataset_miou(confusion))
+    confusions = np.zeros((len(ground_truths), num_classes, num_classes), dtype=np.int64)
+    for index, (truth, predicted) in enumerate(zip(ground_truths, predictions, strict=True)):
+        confusions[index] = confusion_matrix(truth, predicted, num_classes)
+    total = confusions.sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an image with no valid truth pixel
+        per_image = np.nanmean(iou_per_class(confusions), axis=1)
     return {
         "miou": dataset_miou(total),
         "per_class_iou": [None if np.isnan(v) else float(v) for v in iou_per_class(total)],
         "confusion_matrix": total.tolist(),
-        "per_image_mean_miou": float(np.mean(per_image)) if per_image else None,
+        "per_image_mean_miou": float(np.mean(per_image)) if per_image.size else None,
         "pixel_accuracy": float(np.diag(total).sum() / max(total.sum(), 1)),
         "images": len(per_image),
     }

@@ -70,11 +70,14 @@ class Predictor:
       uint8 RGB image (3, H, W); it returns the uint8 tensor the model wants (e.g. resized).
       Images of one original size must come out of it with one shape (batches are bucketed by
       original size).
-    - `predict(batch, size)`: the stacked prepared images, moved to `device` -> uint8 argmax
-      labels (N, H, W) at the original `size` (H, W), on the device.
+    - `model_input(batch)`: the stacked (prepared) images, moved to `device` -> what the model
+      is fed; the place for preprocessing that is faster on the device (default: unchanged).
+    - `predict_prepared(prepared, size)`: model-ready images -> uint8 argmax labels (N, H, W)
+      at the original `size` (H, W), on the device. `predict` chains the two.
 
-    This base class implements `predict` for models that output logits: subclasses implement
-    `logits(batch)` -> float (N, C, h, w); logits are resized bilinearly to `size` if needed.
+    This base class implements `predict_prepared` for models that output logits: subclasses
+    implement `logits(batch)` -> float (N, C, h, w); logits are resized bilinearly to `size` if
+    needed.
     """
 
     prepare = None
@@ -87,16 +90,24 @@ class Predictor:
     def logits(self, batch):
         raise NotImplementedError
 
+    def model_input(self, batch):
+        return batch
+
     @torch.inference_mode()
-    def predict(self, batch, size):
+    def predict_prepared(self, prepared, size):
         """Argmax labels at `size`, uint8, on the device."""
         with autocast_context(self.device, self.precision):
-            scores = self.logits(batch)
+            scores = self.logits(prepared)
         if tuple(scores.shape[-2:]) != tuple(size):
             scores = torch.nn.functional.interpolate(
                 scores.float(), size=tuple(size), mode="bilinear", align_corners=False
             )
         return scores.argmax(dim=1).to(torch.uint8)
+
+    @torch.inference_mode()
+    def predict(self, batch, size):
+        """uint8 images as the DataLoader delivers them -> argmax labels at `size`."""
+        return self.predict_prepared(self.model_input(batch), size)
 
 
 class NormalizedModelPredictor(Predictor):

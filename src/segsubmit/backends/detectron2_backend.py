@@ -1,7 +1,8 @@
 """Detectron2 models (yacs `config.yaml` + checkpoint), predicting exactly what
-`DefaultPredictor` would: same channel order, same `ResizeShortestEdge` (on the CPU, with PIL,
-in the DataLoader workers), same `{"image", "height", "width"}` inputs, `sem_seg` logits
-resized back to the original size by the model, argmax.
+`DefaultPredictor` would: same channel order, same `ResizeShortestEdge` (Pillow BILINEAR: with
+Pillow itself in the DataLoader workers on the CPU; on a GPU with `pil_bilinear_resize`, which
+gives the same pixels), same `{"image", "height", "width"}` inputs, `sem_seg` logits resized
+back to the original size by the model, argmax.
 
 Batches hold images of one original size only (the infer stage buckets them), so they share one
 resized shape and Detectron2 pads none of them more than it would pad one image alone.
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import SegsubmitError
+from ..pil_resize import pil_bilinear_resize
 from .base import Predictor, autocast_context, check_class_count, resolve_device
 
 INSTALL_HINT = (
@@ -83,6 +85,15 @@ def load_weights(model, weights_path):
         )
 
 
+def resized_shape(height, width, min_size, max_size):
+    """The (height, width) DefaultPredictor's test-time `ResizeShortestEdge` resizes to."""
+    from detectron2.data.transforms import ResizeShortestEdge
+
+    if min_size == 0:  # detectron2's "no resize"
+        return height, width
+    return ResizeShortestEdge.get_output_shape(height, width, min_size, max_size)
+
+
 class DefaultPredictorPreprocess:
     """What `DefaultPredictor.__call__` does to an image before the model, for RGB uint8
     (3, H, W) input: `INPUT.FORMAT` channel order, then its test-time `ResizeShortestEdge`."""
@@ -102,19 +113,41 @@ class DefaultPredictorPreprocess:
 
 
 class Detectron2Predictor(Predictor):
-    """A Detectron2 model whose outputs carry `sem_seg` logits."""
+    """A Detectron2 model whose outputs carry `sem_seg` logits.
+
+    On the CPU, `prepare` (Pillow, in the DataLoader workers) does DefaultPredictor's channel
+    order and resize; on a GPU the workers only decode and `model_input` does both on the
+    device with identical pixels (Pillow's resize was the host's bottleneck: ~16 ms an image).
+    """
 
     def __init__(self, model, cfg, settings, device):
         super().__init__(device, settings.num_classes, settings.precision)
         self.model = model
-        self.prepare = DefaultPredictorPreprocess(
-            cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+        self.input_format = cfg.INPUT.FORMAT
+        self.min_size, self.max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+        if device.type == "cpu":
+            self.prepare = DefaultPredictorPreprocess(
+                self.input_format, self.min_size, self.max_size
+            )
+
+    def model_input(self, batch):
+        """RGB uint8 images (N, 3, H, W) on the device -> what DefaultPredictor feeds the model
+        (unchanged when `prepare` already did that in the workers)."""
+        if self.prepare is not None:
+            return batch
+        if self.input_format == "BGR":
+            batch = batch.flip(1)
+        return pil_bilinear_resize(
+            batch, *resized_shape(*batch.shape[-2:], self.min_size, self.max_size)
         )
 
     @torch.inference_mode()
-    def sem_seg_logits(self, batch, size):
-        """(N, C, H, W) logits at the original `size`, as the model returns them."""
-        inputs = [{"image": image.float(), "height": size[0], "width": size[1]} for image in batch]
+    def sem_seg_logits(self, prepared, size):
+        """(N, C, H, W) logits at the original `size` of model-ready images, as the model
+        returns them."""
+        inputs = [
+            {"image": image.float(), "height": size[0], "width": size[1]} for image in prepared
+        ]
         with autocast_context(self.device, self.precision):
             outputs = self.model(inputs)
         if not all("sem_seg" in output for output in outputs):
@@ -124,8 +157,8 @@ class Detectron2Predictor(Predictor):
             )
         return torch.stack([output["sem_seg"] for output in outputs])
 
-    def predict(self, batch, size):
-        return self.sem_seg_logits(batch, size).argmax(dim=1).to(torch.uint8)
+    def predict_prepared(self, prepared, size):
+        return self.sem_seg_logits(prepared, size).argmax(dim=1).to(torch.uint8)
 
 
 def load_detectron2(settings):
