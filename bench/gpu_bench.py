@@ -295,11 +295,11 @@ def detectron2_rows(table, arguments, work, entries, root, settings):
     paths = [root / e["file_name"] for e in entries]
     batch, workers, repeats = arguments.batch_size, arguments.workers, arguments.repeats
     predictors = {
-        name: load_predictor("detectron2", PredictorSettings(**settings, **options))
-        for name, options in PRECISIONS.items()
+        name: load_predictor("detectron2", PredictorSettings(**settings, **PRECISIONS[name]))
+        for name in arguments.precisions
     }
     table.row(FLOOR, median_seconds(model_floor(predictors["fp32"], paths, batch), repeats))
-    for name in ("bf16", "bf16 + channels_last"):
+    for name in [name for name in predictors if name.startswith("bf16")]:
         floor = model_floor(predictors[name], paths, batch)
         table.row(f"model floor {name} (forward only)", median_seconds(floor, repeats), FLOOR)
     pipeline = input_pipeline(predictors["fp32"], entries, root, batch, workers)
@@ -395,7 +395,7 @@ def demo_precision_rows(table, arguments, work):
     coco_api, class_of_category = load_ground_truth(json_path, CLASSES)
     truths = [rasterize_ground_truth(coco_api, e["id"], class_of_category) for e in entries]
     maps = {}
-    for name in ("fp32", "bf16", "fp16"):
+    for name in [name for name in arguments.precisions if name in ("fp32", "bf16", "fp16")]:
         predictor = load_predictor("torchvision", PredictorSettings(
             weights=str(arguments.demo_weights), num_classes=11,
             architecture="lraspp_mobilenet_v3_large", **PRECISIONS[name]))  # fmt: skip
@@ -436,6 +436,10 @@ def main():
     parser.add_argument("--torchvision-architecture", default="deeplabv3_resnet50")
     parser.add_argument("--demo-weights", type=Path, help="the trained demo model (state dict)")
     parser.add_argument("--demo-images", type=int, default=200)
+    parser.add_argument(
+        "--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS),
+        help="infer variants (fp32 first); fp16 autocast on a CPU takes minutes an image",
+    )  # fmt: skip
     parser.add_argument("--skip-snakemake", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     arguments = parser.parse_args()
@@ -455,11 +459,6 @@ def main():
     settings = {"weights": str(weights), "config_file": str(config_file), "num_classes": 11}
     detectron2_rows(table, arguments, work, entries, root, settings)
     stage_rows(table, arguments, work, json_path)
-    torchvision_rows(table, arguments, work, entries, root)
-    if arguments.demo_weights:
-        demo_precision_rows(table, arguments, work)
-    seed_rows(table, arguments, work, config_file, weights, [root / e["file_name"]
-                                                              for e in entries])  # fmt: skip
     if not arguments.skip_snakemake:
         cold, noop, import_floor = snakemake_runs(work / "run", config_file, weights, root,
                                                   arguments.workers)  # fmt: skip
@@ -470,6 +469,11 @@ def main():
         table.row("snakemake, no-op rerun", noop, note="target ≤ 3 s")
     if arguments.memory_factor:
         memory_rows(table, arguments, work, config_file, weights)
+    torchvision_rows(table, arguments, work, entries, root)
+    if arguments.demo_weights:
+        demo_precision_rows(table, arguments, work)
+    seed_rows(table, arguments, work, config_file, weights, [root / e["file_name"]
+                                                              for e in entries])  # fmt: skip
     print(f"\n{len(entries)} images, {device}\n{table.text()}")
     (out / "figures.json").write_text(json.dumps(table.figures, indent=1))
 
