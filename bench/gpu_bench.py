@@ -188,7 +188,9 @@ def input_pipeline(predictor, entries, root, batch_size, workers):
     the device, `model_input` there."""
 
     def load_all():
-        for _, batch, _ in shard_loader(entries, root, predictor, batch_size, workers):
+        loader = shard_loader(entries, root, predictor.prepare, predictor.device, batch_size,
+                              workers)  # fmt: skip
+        for _, batch, _ in loader:
             predictor.model_input(batch.to(predictor.device, non_blocking=True))
 
     return load_all
@@ -204,7 +206,8 @@ def shard_file_agreement(path_a, path_b):
 
 
 def peak_rss_of_infer(config_file, weights, shard_path, labels_path, batch_size, workers):
-    """Peak resident memory (MiB) of a fresh process running the infer stage."""
+    """(peak resident memory in MiB, wall seconds) of a fresh process running the infer stage
+    as the rule does: imports, model load, inference, label file."""
     program = (
         "import resource, sys\n"
         "from segsubmit.stages import infer_stage\n"
@@ -213,10 +216,11 @@ def peak_rss_of_infer(config_file, weights, shard_path, labels_path, batch_size,
         f"{batch_size}, {workers}, 'error')\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
+    started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
-    return float(result.stdout.split()[-1])
+    return float(result.stdout.split()[-1]), time.perf_counter() - started
 
 
 def snakemake_runs(workdir, config_file, weights, data_root, workers):
@@ -315,7 +319,15 @@ def detectron2_rows(table, arguments, work, entries, root, settings):
         run()  # warm-up: worker start-up code paths, cudnn
         agreement = shard_file_agreement(work / "labels-fp32.npz", labels_path)
         table.row(f"infer stage {name}", median_seconds(run, repeats), FLOOR,
-                  f"pixels equal to fp32: {agreement:.5f}")  # fmt: skip
+                  f"pixels equal to fp32: {agreement:.5f}; {workers} workers")  # fmt: skip
+    for count in arguments.worker_sweep:
+        labels_path = work / f"labels-workers{count}.npz"
+
+        def run(count=count, labels_path=labels_path):
+            predict_shard_to_file(entries, root, predictors["fp32"], batch, count, "error",
+                                  labels_path)  # fmt: skip
+
+        table.row(f"infer stage fp32, {count} workers", median_seconds(run, repeats), FLOOR)
 
 
 def stage_rows(table, arguments, work, json_path):
@@ -328,11 +340,12 @@ def stage_rows(table, arguments, work, json_path):
                                                               repeats))  # fmt: skip
     resized = [work / "resized-albumentations.npz"]
     csv_args = (work / "manifest.json", resized, work / "submission.csv", 11, [256, 256])
-    table.row("submission stage", median_seconds(lambda: submission_stage(*csv_args), repeats),
+    write_seconds = median_seconds(lambda: submission_stage(*csv_args), repeats)
+    table.row("submission stage: write", write_seconds,
               note=f"{(work / 'submission.csv').stat().st_size / 1e6:.0f} MB CSV")  # fmt: skip
     validate_args = (work / "submission.csv", work / "manifest.json", work / "valid.json", 11,
                      [256, 256])  # fmt: skip
-    table.row("validate_submission (re-read)", median_seconds(
+    table.row("submission stage: re-read check", median_seconds(
         lambda: validate_stage(*validate_args), repeats))  # fmt: skip
     truth = work / "ground_truth.npz"
     truth_args = (json_path, work / "manifest.json", truth, CLASSES, [256, 256])
@@ -418,10 +431,14 @@ def memory_rows(table, arguments, work, config_file, weights):
     write_manifest(big_entries, work / "big" / "manifest.json", [shard_big], big_json.parent)
     for count, shard in ((arguments.images, work / "shard.json"),
                          (len(big_entries), shard_big)):  # fmt: skip
-        rss = peak_rss_of_infer(config_file, weights, shard, work / "rss.npz",
-                                arguments.batch_size, arguments.workers)  # fmt: skip
+        rss, seconds = peak_rss_of_infer(config_file, weights, shard, work / "rss.npz",
+                                         arguments.batch_size, arguments.workers)  # fmt: skip
         table.figures[f"peak RSS infer {count} images (MiB)"] = rss
-        table.rows.append(f"| peak host RSS, infer job, {count} images | {rss:.0f} MiB | | |")
+        table.figures[f"infer job {count} images (s)"] = seconds
+        note = f"fresh process: {seconds:.1f} s with imports and model load"
+        table.rows.append(
+            f"| peak host RSS, infer job, {count} images | {rss:.0f} MiB | | {note} |"
+        )
         print(table.rows[-1], flush=True)
 
 
@@ -431,6 +448,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--worker-sweep", type=int, nargs="*", default=[], metavar="N",
+                        help="also time the fp32 infer stage with N workers")  # fmt: skip
     parser.add_argument("--seed-images", type=int, default=819, help="0: skip the seeds")
     parser.add_argument("--memory-factor", type=int, default=10, help="0: skip the memory rows")
     parser.add_argument("--torchvision-architecture", default="deeplabv3_resnet50")

@@ -170,23 +170,31 @@ def finish_host_copy(copy):
     return host.numpy()
 
 
-def shard_loader(entries, data_root, predictor, batch_size, workers):
+def shard_loader(entries, data_root, prepare, device, batch_size, workers):
     """Batches of one image size, decoded (and `prepare`d) and stacked in the workers, pinned
-    by the loader's own thread when the predictor is on a GPU."""
+    by the loader's own thread for a GPU `device`."""
     return DataLoader(
-        ShardImages(entries, data_root, predictor.prepare),
+        ShardImages(entries, data_root, prepare),
         batch_sampler=size_buckets(entries, batch_size),
         collate_fn=stack_same_size,
         num_workers=workers,
-        pin_memory=predictor.device.type == "cuda",
+        pin_memory=device.type == "cuda",
     )
 
 
-def iter_shard_predictions(entries, data_root, predictor, batch_size, workers, on_bad_image):
-    """Yield (position in `entries`, label map) for every image, grouped by size, with progress."""
+def iter_shard_predictions(
+    entries, data_root, predictor, batch_size, workers, on_bad_image, loader=None
+):
+    """Yield (position in `entries`, label map) for every image, grouped by size, with progress.
+
+    `loader`: batches from `shard_loader` already started (workers decoding while the model
+    loaded); made here when None."""
     if batch_size == "auto":
         batch_size = largest_batch_size(predictor, entries[0]) if entries else 1
-    loader = shard_loader(entries, data_root, predictor, batch_size, workers)
+    if loader is None:
+        loader = shard_loader(
+            entries, data_root, predictor.prepare, predictor.device, batch_size, workers
+        )
     blank_files = []
     started = time.perf_counter()
     batches = batch_predictions(loader, entries, predictor, on_bad_image)
@@ -227,12 +235,12 @@ def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_ima
 
 
 def predict_shard_to_file(
-    entries, data_root, predictor, batch_size, workers, on_bad_image, labels_path
+    entries, data_root, predictor, batch_size, workers, on_bad_image, labels_path, loader=None
 ):
     """Stream every image's label map into `labels_path` as it is predicted (flat memory)."""
     total_pixels = sum(entry["height"] * entry["width"] for entry in entries)
     predictions = iter_shard_predictions(
-        entries, data_root, predictor, batch_size, workers, on_bad_image
+        entries, data_root, predictor, batch_size, workers, on_bad_image, loader
     )
     with label_shard_writer(labels_path, total_pixels) as add:
         for position, label_map in predictions:

@@ -48,20 +48,27 @@ def axis_coefficients(in_size, out_size):
     return tuple(starts), tuple(map(tuple, weights))
 
 
+@functools.lru_cache(maxsize=64)
+def device_coefficients(in_size, out_size, device):
+    """`axis_coefficients` as (per-tap source indices, per-tap int32 weights) on `device`,
+    made once: a tensor built from Python lists is a blocking host-to-device copy, which would
+    stall the host behind the GPU queue at every batch."""
+    starts, weights = axis_coefficients(in_size, out_size)
+    starts = torch.tensor(starts)
+    weights = torch.tensor(weights, dtype=torch.int32)
+    indices = [(starts + tap).clamp_(max=in_size - 1).to(device) for tap in range(weights.shape[1])]
+    return indices, [weights[:, tap].contiguous().to(device) for tap in range(weights.shape[1])]
+
+
 def resample_axis(images, out_size, dim):
     """One Pillow pass along `dim` of uint8 `images`: fixed-point weighted sum, round, clip."""
-    in_size = images.shape[dim]
-    starts, weights = axis_coefficients(in_size, out_size)
-    device = images.device
-    starts = torch.tensor(starts, device=device)
-    weights = torch.tensor(weights, dtype=torch.int32, device=device)
+    indices, weights = device_coefficients(images.shape[dim], out_size, images.device)
     shape = [1] * images.dim()
     shape[dim] = out_size
-    total = torch.full((), 1 << (PRECISION_BITS - 1), dtype=torch.int32, device=device)
     source = images.to(torch.int32)
-    for tap in range(weights.shape[1]):
-        index = (starts + tap).clamp_(max=in_size - 1)
-        total = total + source.index_select(dim, index) * weights[:, tap].view(shape)
+    total = 1 << (PRECISION_BITS - 1)
+    for index, weight in zip(indices, weights, strict=True):
+        total = total + source.index_select(dim, index) * weight.view(shape)
     return (total >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
 
 

@@ -1,14 +1,15 @@
-"""Rule submission: write and check submission.csv."""
+"""Rule submission: write submission.csv, then re-read and check the finished file."""
 
 from segsubmit.logs import run_stage
-from segsubmit.stages import submission_stage
+from segsubmit.stages import submit_and_validate_stage
 
 run_stage(
     snakemake.log[0],
-    submission_stage,
+    submit_and_validate_stage,
     manifest_path=snakemake.input.manifest,
     resized_paths=snakemake.input.resized,
-    csv_path=snakemake.output[0],
+    csv_path=snakemake.output.csv,
+    report_path=snakemake.output.report,
     num_classes=snakemake.params.num_classes,
     size=snakemake.params.size,
 )

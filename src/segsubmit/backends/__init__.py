@@ -23,4 +23,22 @@ def load_predictor(backend, settings):
     raise ValueError(f"model.backend: unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
-__all__ = ["BACKENDS", "Predictor", "PredictorSettings", "load_predictor", "resolve_device"]
+def worker_prepare(backend, settings, device):
+    """The `prepare` (see `Predictor`) that `load_predictor(backend, settings)` will give its
+    predictor on `device`, known without building the model: the DataLoader workers can start
+    decoding while the model loads."""
+    if backend == "detectron2":
+        from .detectron2_backend import worker_prepare as detectron2_worker_prepare
+
+        return detectron2_worker_prepare(settings, device)
+    return None
+
+
+__all__ = [
+    "BACKENDS",
+    "Predictor",
+    "PredictorSettings",
+    "load_predictor",
+    "resolve_device",
+    "worker_prepare",
+]

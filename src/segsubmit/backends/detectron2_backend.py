@@ -112,6 +112,22 @@ class DefaultPredictorPreprocess:
         return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
 
 
+def host_preprocess(cfg, device):
+    """The `prepare` for the DataLoader workers: DefaultPredictor's preprocessing with Pillow
+    on the CPU; None on a GPU, where `Detectron2Predictor.model_input` does it (same pixels)."""
+    if device.type != "cpu":
+        return None
+    return DefaultPredictorPreprocess(
+        cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+    )
+
+
+def worker_prepare(settings, device):
+    """`host_preprocess` from the settings alone, before any model is built."""
+    require_detectron2()
+    return host_preprocess(load_config(settings.config_file, settings.opts, device), device)
+
+
 class Detectron2Predictor(Predictor):
     """A Detectron2 model whose outputs carry `sem_seg` logits.
 
@@ -125,10 +141,7 @@ class Detectron2Predictor(Predictor):
         self.model = model
         self.input_format = cfg.INPUT.FORMAT
         self.min_size, self.max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
-        if device.type == "cpu":
-            self.prepare = DefaultPredictorPreprocess(
-                self.input_format, self.min_size, self.max_size
-            )
+        self.prepare = host_preprocess(cfg, device)
 
     def model_input(self, batch):
         """RGB uint8 images (N, 3, H, W) on the device -> what DefaultPredictor feeds the model
