@@ -15,6 +15,7 @@ model (`--demo-weights`) on a held-out synthetic demo split.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -205,14 +206,17 @@ def shard_file_agreement(path_a, path_b):
     return pixel_agreement(read_label_shard(path_a)[1], read_label_shard(path_b)[1])
 
 
-def peak_rss_of_infer(config_file, weights, shard_path, labels_path, batch_size, workers):
-    """(peak resident memory in MiB, wall seconds) of a fresh process running the infer stage
-    as the rule does: imports, model load, inference, label file."""
+def infer_job(config_file, weights, shard_path, labels_path, batch_size, workers, options):
+    """A fresh process running the infer stage as the rule does (imports, DataLoader workers
+    started, model load, inference, label file): (peak RSS MiB, wall seconds, seconds of the
+    inference loop as the stage logs it)."""
+    settings = dict(weights=str(weights), config_file=str(config_file), num_classes=11, **options)
     program = (
         "import resource, sys\n"
+        "from segsubmit.logs import configure_logging\n"
         "from segsubmit.stages import infer_stage\n"
-        f"infer_stage({str(shard_path)!r}, {str(labels_path)!r}, 'detectron2', "
-        f"dict(weights={str(weights)!r}, config_file={str(config_file)!r}, num_classes=11), "
+        "configure_logging()\n"
+        f"infer_stage({str(shard_path)!r}, {str(labels_path)!r}, 'detectron2', {settings!r}, "
         f"{batch_size}, {workers}, 'error')\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
@@ -220,7 +224,9 @@ def peak_rss_of_infer(config_file, weights, shard_path, labels_path, batch_size,
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
-    return float(result.stdout.split()[-1]), time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    loop = re.search(r"infer: \d+ images in ([\d.]+) s", result.stderr)
+    return float(result.stdout.split()[-1]), seconds, float(loop.group(1))
 
 
 def snakemake_runs(workdir, config_file, weights, data_root, workers):
@@ -423,6 +429,20 @@ def demo_precision_rows(table, arguments, work):
         print(table.rows[-1], flush=True)
 
 
+def job_rows(table, arguments, work, config_file, weights):
+    """The infer job as the rule runs it, per precision: its inference loop (DataLoader workers
+    already started while the model loaded) against the floor; median of `--job-repeats`."""
+    for name in arguments.precisions:
+        runs = [infer_job(config_file, weights, work / "shard.json", work / "job.npz",
+                          arguments.batch_size, arguments.workers, PRECISIONS[name])
+                for _ in range(arguments.job_repeats)]  # fmt: skip
+        loop = statistics.median(run[2] for run in runs)
+        wall = statistics.median(run[1] for run in runs)
+        table.row(f"infer job {name}: inference loop", loop, FLOOR,
+                  f"fresh process, {arguments.workers} workers; whole process {wall:.1f} s "
+                  "(imports, CUDA, model load)")  # fmt: skip
+
+
 def memory_rows(table, arguments, work, config_file, weights):
     """Peak RSS of the infer job at N and memory_factor x N images."""
     shard_big = work / "big" / "shard.json"
@@ -431,14 +451,12 @@ def memory_rows(table, arguments, work, config_file, weights):
     write_manifest(big_entries, work / "big" / "manifest.json", [shard_big], big_json.parent)
     for count, shard in ((arguments.images, work / "shard.json"),
                          (len(big_entries), shard_big)):  # fmt: skip
-        rss, seconds = peak_rss_of_infer(config_file, weights, shard, work / "rss.npz",
-                                         arguments.batch_size, arguments.workers)  # fmt: skip
+        rss, seconds, _ = infer_job(config_file, weights, shard, work / "rss.npz",
+                                    arguments.batch_size, arguments.workers, {})  # fmt: skip
         table.figures[f"peak RSS infer {count} images (MiB)"] = rss
         table.figures[f"infer job {count} images (s)"] = seconds
         note = f"fresh process: {seconds:.1f} s with imports and model load"
-        table.rows.append(
-            f"| peak host RSS, infer job, {count} images | {rss:.0f} MiB | | {note} |"
-        )
+        table.rows.append(f"| peak host RSS, infer job, {count} images | {rss:.0f} MiB || {note} |")
         print(table.rows[-1], flush=True)
 
 
@@ -452,7 +470,10 @@ def main():
                         help="also time the fp32 infer stage with N workers")  # fmt: skip
     parser.add_argument("--seed-images", type=int, default=819, help="0: skip the seeds")
     parser.add_argument("--memory-factor", type=int, default=10, help="0: skip the memory rows")
-    parser.add_argument("--torchvision-architecture", default="deeplabv3_resnet50")
+    parser.add_argument("--torchvision-architecture", default="deeplabv3_resnet50",
+                        help="'' skips the torchvision rows")  # fmt: skip
+    parser.add_argument("--job-repeats", type=int, default=3,
+                        help="fresh-process infer jobs per precision (0: skip)")  # fmt: skip
     parser.add_argument("--demo-weights", type=Path, help="the trained demo model (state dict)")
     parser.add_argument("--demo-images", type=int, default=200)
     parser.add_argument(
@@ -486,9 +507,12 @@ def main():
         table.row("snakemake --cores 4 --resources gpu=1, cold", cold,
                   note=f"target ≤ {budget:.1f} s")  # fmt: skip
         table.row("snakemake, no-op rerun", noop, note="target ≤ 3 s")
+    if arguments.job_repeats:
+        job_rows(table, arguments, work, config_file, weights)
     if arguments.memory_factor:
         memory_rows(table, arguments, work, config_file, weights)
-    torchvision_rows(table, arguments, work, entries, root)
+    if arguments.torchvision_architecture:
+        torchvision_rows(table, arguments, work, entries, root)
     if arguments.demo_weights:
         demo_precision_rows(table, arguments, work)
     seed_rows(table, arguments, work, config_file, weights, [root / e["file_name"]

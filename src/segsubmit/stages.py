@@ -2,6 +2,7 @@
 torch is imported only by the stages that run a model."""
 
 import logging
+import time
 
 import numpy as np
 
@@ -53,11 +54,13 @@ def infer_stage(
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
     process and decode the first batches while the model is built and the GPU initialised."""
+    started = time.perf_counter()
     import torch
 
     from .backends import PredictorSettings, load_predictor, resolve_device, worker_prepare
     from .infer import predict_shard_to_file, shard_loader
 
+    log.info("infer: torch and the package imported in %.2f s", time.perf_counter() - started)
     shard = load_coco(shard_path)
     entries, data_root = shard["images"], shard["data_root"]
     settings = PredictorSettings(**predictor_settings)
@@ -71,7 +74,13 @@ def infer_stage(
         prepare = worker_prepare(backend, settings, device)
         loader = iter(shard_loader(entries, data_root, prepare, device, batch_size, workers))
     predictor = load_predictor(backend, settings)
-    log.info("infer: %d images on %s with %s", len(entries), predictor.device, backend)
+    log.info(
+        "infer: %d images on %s with %s; model ready %.2f s after the stage started",
+        len(entries),
+        predictor.device,
+        backend,
+        time.perf_counter() - started,
+    )
     predict_shard_to_file(
         entries, data_root, predictor, batch_size, workers, on_bad_image, labels_path, loader
     )
