@@ -200,11 +200,11 @@ def iter_shard_predictions(
     batches = batch_predictions(loader, entries, predictor, on_bad_image)
     with tqdm(total=len(entries), desc="infer", unit="img") as progress:
         for positions, label_maps, blank in batches:
+            if not progress.n:
+                log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
             if blank:
                 blank_files.extend(entries[position]["file_name"] for position in positions)
             yield from zip(positions, label_maps, strict=True)
-            if not progress.n:
-                log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
             progress.update(len(positions))
     seconds = time.perf_counter() - started
     log.info(

@@ -123,7 +123,10 @@ def host_preprocess(cfg, device):
 
 
 def worker_prepare(settings, device):
-    """`host_preprocess` from the settings alone, before any model is built."""
+    """`host_preprocess` from the settings alone, before any model is built (and before
+    detectron2 is imported at all when the device is a GPU)."""
+    if device.type != "cpu":
+        return None
     require_detectron2()
     return host_preprocess(load_config(settings.config_file, settings.opts, device), device)
 
