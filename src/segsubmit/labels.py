@@ -73,18 +73,22 @@ def _mapped_member(path, archive, name):
         offset = handle.tell()
     if fortran_order or dtype != np.uint8 or not np.prod(shape):
         return None
-    return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape).view(np.ndarray)
+    # copy-on-write: readers get writable arrays (torch.from_numpy needs them), the file is safe
+    return np.memmap(path, dtype=np.uint8, mode="c", offset=offset, shape=shape).view(np.ndarray)
 
 
 def read_label_shard(path):
-    """(image_ids, list of HxW uint8 label maps) from a file written by `write_label_shard`;
-    the maps are read-only views of one memory map of the file."""
+    """(image_ids, HxW uint8 label maps) from a file written by `write_label_shard`; the maps
+    are views of one (copy-on-write) memory map of the file: one (N, H, W) array when they all
+    have one size, else a list."""
     with zipfile.ZipFile(path) as archive:
         flat = _mapped_member(path, archive, "labels.npy")
     with np.load(path) as shard:
         image_ids, shapes = shard["image_ids"], shard["shapes"]
         if flat is None:
             flat = shard["labels"]
+    if len(shapes) and (shapes == shapes[0]).all():
+        return image_ids.tolist(), flat.reshape(len(shapes), *shapes[0])
     ends = np.cumsum(shapes.prod(axis=1))
     starts = ends - shapes.prod(axis=1)
     maps = [flat[s:e].reshape(h, w) for s, e, (h, w) in zip(starts, ends, shapes, strict=True)]

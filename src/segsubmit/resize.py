@@ -68,14 +68,15 @@ def resize_kornia(stack, size, interpolation):
     from kornia.geometry.transform import resize
 
     batch = torch.from_numpy(stack)[:, None]
-    if interpolation == "bilinear":
-        batch = batch.float()
-    resized = resize(batch, size, interpolation=interpolation, antialias=False)
+    if interpolation == "nearest":  # uint8 in, uint8 out: nothing to round
+        return resize(batch, size, interpolation="nearest", antialias=False)[:, 0].numpy()
+    resized = resize(batch.float(), size, interpolation=interpolation, antialias=False)
     return resized[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
-    """Every map resized to `size` (h, w); returns a (N, h, w) uint8 array in input order."""
+    """Every map (a list, or an (N, H, W) array) resized to `size` (h, w); returns a
+    (N, h, w) uint8 array in input order."""
     if backend not in RESIZE_BACKENDS:
         raise SegsubmitError(
             f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}"
@@ -84,6 +85,8 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
     if backend == "albumentations":
         resize_albumentations(label_maps, tuple(size), interpolation, output)
         return output
+    if isinstance(label_maps, np.ndarray):  # (N, H, W): one size, stacked already
+        return resize_kornia(label_maps, tuple(size), interpolation)
     for positions in same_size_groups(label_maps).values():
         stack = np.stack([label_maps[p] for p in positions])
         output[positions] = resize_kornia(stack, tuple(size), interpolation)
