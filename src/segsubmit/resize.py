@@ -45,9 +45,8 @@ def same_size_groups(label_maps):
     return groups
 
 
-def resize_albumentations(label_maps, size, interpolation, output):
-    """Each map into `output` (N, h, w) with `A.Resize` on `mask=` (one call per map: as fast
-    as one `masks=` call here, without stacking every map into one array first)."""
+def resize_albumentations(stack, size, interpolation):
+    """(N, H, W) uint8 -> (N, h, w) with one `A.Resize` call on `masks=`."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if "torch" not in sys.modules:
         # Albumentations imports its optional torch helpers, and so torch (seconds on a cold
@@ -58,8 +57,7 @@ def resize_albumentations(label_maps, size, interpolation, output):
 
     flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
     transform = A.Resize(size[0], size[1], interpolation=flag, mask_interpolation=flag)
-    for position, label_map in enumerate(label_maps):
-        output[position] = transform(image=label_map, mask=label_map)["mask"]
+    return np.asarray(transform(image=stack[0], masks=stack)["masks"], dtype=np.uint8)
 
 
 def resize_kornia(stack, size, interpolation):
@@ -81,13 +79,11 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
         raise SegsubmitError(
             f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}"
         )
+    resize_stack = resize_albumentations if backend == "albumentations" else resize_kornia
+    if isinstance(label_maps, np.ndarray) and len(label_maps):  # one size, stacked already
+        return resize_stack(label_maps, tuple(size), interpolation)
     output = np.empty((len(label_maps), *size), dtype=np.uint8)
-    if backend == "albumentations":
-        resize_albumentations(label_maps, tuple(size), interpolation, output)
-        return output
-    if isinstance(label_maps, np.ndarray):  # (N, H, W): one size, stacked already
-        return resize_kornia(label_maps, tuple(size), interpolation)
     for positions in same_size_groups(label_maps).values():
         stack = np.stack([label_maps[p] for p in positions])
-        output[positions] = resize_kornia(stack, tuple(size), interpolation)
+        output[positions] = resize_stack(stack, tuple(size), interpolation)
     return output
