@@ -56,7 +56,7 @@ HEADER_READERS = {
 
 
 def _mapped_member(path, archive, name):
-    """A stored (uncompressed), non-empty uint8 .npy member of a zip as a read-only memory
+    """A stored (uncompressed), non-empty uint8 .npy member of a zip as a copy-on-write memory
     map; None for anything else (then numpy reads it the usual way)."""
     info = archive.getinfo(name)
     if info.compress_type != zipfile.ZIP_STORED:

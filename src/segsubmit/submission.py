@@ -18,6 +18,7 @@ from .atomic import atomic_path
 from .errors import SegsubmitError
 
 HEADER = b"image_id,PredictionString\n"
+THREADS = min(8, os.cpu_count() or 1)  # rows encoded / parsed at once (numpy releases the GIL)
 
 
 def csv_field(text):
@@ -63,11 +64,10 @@ def check_label_maps(label_maps, size, num_classes):
 def write_submission(csv_path, file_names, label_maps, threads=None):
     """Write the CSV atomically and durably: rows in the given order; `label_maps` are (h, w)
     uint8. Rows are encoded by `threads` threads (numpy releases the GIL), written in order."""
-    threads = threads or min(8, os.cpu_count() or 1)
     with (
         atomic_path(csv_path) as tmp_path,
         open(tmp_path, "wb") as handle,
-        ThreadPoolExecutor(threads) as pool,
+        ThreadPoolExecutor(threads or THREADS) as pool,
     ):
         handle.write(HEADER)
         rows = pool.map(encode_row, label_maps)
@@ -178,7 +178,7 @@ def validate_submission(
     def row_problem(row_and_name):
         return _row_problem(*row_and_name, pixel_count, num_classes)
 
-    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(threads or THREADS) as pool:
         problems = pool.map(row_problem, zip(body, expected_file_names, strict=True))
         for line, problem in enumerate(problems, start=2):
             if problem:
