@@ -8,13 +8,12 @@ Times the resize (both backends), submission write, re-read check and score stag
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from host_probe import seconds  # this folder is on sys.path when the script runs
 
 from segsubmit.labels import write_label_shard
 from segsubmit.stages import resize_stage, score_stage, submission_stage, validate_stage
@@ -28,16 +27,6 @@ def blob_maps(count, size=512, classes=11, seed=0):
                    interpolation=cv2.INTER_NEAREST)
         for _ in range(count)
     ]  # fmt: skip
-
-
-def median_seconds(function, repeats):
-    function()  # warm-up: imports, page cache
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main():
@@ -71,7 +60,8 @@ def main():
     }  # fmt: skip
     print(f"| what ({len(maps)} maps) | seconds |\n| --- | --- |")
     for name, stage in stages.items():
-        print(f"| {name} | {median_seconds(stage, arguments.repeats):.3f} |", flush=True)
+        stage()  # warm-up: imports, page cache
+        print(f"| {name} | {seconds(stage, arguments.repeats):.3f} |", flush=True)
 
 
 if __name__ == "__main__":
