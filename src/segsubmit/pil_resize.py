@@ -4,7 +4,7 @@ Detectron2's `ResizeShortestEdge` (and so `DefaultPredictor`) resizes uint8 imag
 `PIL.Image.resize(..., BILINEAR)`. On the CPU that costs ~16 ms per 512² -> 800² image on the
 H100 host, more than decoding the JPEG; here it runs on the GPU with the same integer arithmetic
 as Pillow's `Resample.c`: per-axis coefficients computed in double, rounded to 22-bit fixed
-point, a horizontal pass rounded and clipped to uint8, then a vertical pass.
+point, one pass per axis rounded and clipped to uint8, in the installed Pillow's pass order.
 """
 
 import functools
@@ -14,6 +14,7 @@ import PIL
 import torch
 
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed point for 8-bit images
+PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 
 
 def bilinear_filter(x):
@@ -21,7 +22,6 @@ def bilinear_filter(x):
     return 1.0 - x if x < 1.0 else 0.0
 
 
-@functools.lru_cache(maxsize=64)
 def axis_coefficients(in_size, out_size):
     """(first source index, fixed-point weights) per output index, as Pillow's
     `precompute_coeffs` + `normalize_coeffs_8bpc` compute them for BILINEAR; weights are
@@ -84,8 +84,7 @@ def pil_bilinear_resize(images, height, width):
     `resize` of each image; the input itself when the size is unchanged."""
     vertical_dim, horizontal_dim = images.dim() - 2, images.dim() - 1
     passes = [(horizontal_dim, width), (vertical_dim, height)]
-    pillow_major = int(PIL.__version__.split(".")[0])
-    if not horizontal_first(*images.shape[-2:], height, width, pillow_major):
+    if not horizontal_first(*images.shape[-2:], height, width, PILLOW_MAJOR):
         passes.reverse()
     for dim, size in passes:
         if images.shape[dim] != size:
