@@ -9,10 +9,24 @@ from pathlib import Path
 from .codehash import digest_table
 from .config import default_config, default_config_yaml, with_config_table
 from .errors import SegsubmitError
-from .manifest import read_manifest
-from .submission import validate_submission
+from .manifest import manifest_file_names
+from .submission import format_notes, validate_submission
 
 DEFAULTS = default_config()
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive integer (a submission map needs at least 1 pixel and "
+            "1 class)"
+        )
+    return value
 
 
 def parse_arguments(argv):
@@ -26,13 +40,13 @@ def parse_arguments(argv):
     validate.add_argument("manifest", help="the split's results/<split>/manifest.json")
     validate.add_argument(
         "--classes",
-        type=int,
+        type=positive_int,
         default=len(DEFAULTS["classes"]),
         help="number of classes (default: the config default, %(default)s)",
     )
     validate.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         nargs=2,
         default=DEFAULTS["resize"]["size"],
         metavar=("H", "W"),
@@ -54,7 +68,13 @@ def parse_arguments(argv):
 
 
 def validate_command(arguments):
-    file_names = [entry["file_name"] for entry in read_manifest(arguments.manifest)]
+    file_names = manifest_file_names(arguments.manifest)
+    try:
+        notes = format_notes(Path(arguments.csv).read_bytes())
+    except OSError as err:
+        raise SegsubmitError(f"{arguments.csv}: cannot read ({err.strerror})") from err
+    for note in notes:
+        print(f"note: {arguments.csv}: {note}", file=sys.stderr)
     rows = validate_submission(
         arguments.csv, file_names, arguments.classes, arguments.size[0] * arguments.size[1]
     )

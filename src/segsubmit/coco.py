@@ -1,10 +1,21 @@
-"""Read and validate a COCO-style json: images, categories and (optional) annotations."""
+"""Read and validate a COCO-style json: images, categories and (optional) annotations.
+
+`validate_coco` is the workflow's one gate: every field a later stage reads is checked here
+(exact types, finite numbers, positive sizes, well-formed segmentations, unique ids and names,
+one canonical spelling per file), so that nothing after the manifest fails on the json.
+"""
 
 import json
+import math
+import unicodedata
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from .errors import SegsubmitError
+
+# Characters Snakemake reads as wildcards or a shell/glob as patterns: a file_name holding one
+# is not the same path everywhere it is used.
+INTERPRETED_CHARACTERS = "{}*?[]"
 
 
 def load_coco(json_path):
@@ -14,7 +25,7 @@ def load_coco(json_path):
         raise SegsubmitError(f"{json_path}: COCO json not found; check data.root and data.splits")
     try:
         return json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise SegsubmitError(f"{json_path}: not valid JSON ({err})") from err
 
 
@@ -27,59 +38,252 @@ def _short(values, limit=10):
     return shown + (f" … ({len(values)} in all)" if len(values) > limit else "")
 
 
-def _check_keys(json_path, records, section, keys):
+def is_int(value):
+    """An int and not a bool (json `true` is not an id)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value):
+    """An int or float (not a bool), finite."""
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _require(json_path, ok, where, expected, value):
+    if not ok:
+        raise SegsubmitError(f"{json_path}: {where} must be {expected}, got {value!r:.60}")
+
+
+def _records(json_path, coco, section, keys, required=True):
+    """`coco[section]` as a list of objects holding `keys`; [] when absent and not required."""
+    records = coco.get(section)
+    if records is None and not required:
+        return []
+    _require(json_path, isinstance(records, list), f"'{section}'", "a list", records)
     for index, record in enumerate(records):
+        _require(json_path, isinstance(record, dict), f"{section}[{index}]", "an object", record)
         missing = [key for key in keys if key not in record]
         if missing:
             raise SegsubmitError(f"{json_path}: {section}[{index}] lacks {', '.join(missing)}")
+    return records
+
+
+def _check_ids(json_path, records, section, key="id"):
+    for index, record in enumerate(records):
+        _require(
+            json_path, is_int(record[key]), f"{section}[{index}].{key}", "an integer", record[key]
+        )
+
+
+def file_name_problem(file_name):
+    """Why `file_name` is not one canonical relative path under the data root, or None."""
+    if file_name != file_name.strip():
+        return "has leading or trailing spaces"
+    if "\\" in file_name:
+        return "contains a backslash; use '/' between folders"
+    if any(ord(character) < 32 or ord(character) == 127 for character in file_name):
+        return "contains control characters"
+    interpreted = sorted({c for c in file_name if c in INTERPRETED_CHARACTERS})
+    if interpreted:
+        return (
+            f"contains {''.join(interpreted)!r}, which Snakemake or a shell interprets in a "
+            "path; rename the file"
+        )
+    parts = file_name.split("/")
+    if file_name.startswith("/") or ".." in parts:
+        return "escapes the data root; use a path relative to data.root without '..'"
+    if "" in parts:
+        return "contains '//' or ends with '/'; spell it as folder/name"
+    if "." in parts:
+        return "contains a './' component; spell it as folder/name"
+    return None
 
 
 def safe_relative_path(json_path, file_name):
-    """`file_name` as a relative path that stays inside the data root, else an error."""
-    path = PurePosixPath(str(file_name).replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or not path.parts:
-        raise SegsubmitError(
-            f"{json_path}: file_name {file_name!r} escapes the data root; "
-            "use a path relative to data.root without '..'"
-        )
-    return str(path)
+    """`file_name` itself when it is the one canonical spelling of a relative path inside the
+    data root, else a one-line error."""
+    if not isinstance(file_name, str) or not file_name:
+        raise SegsubmitError(f"{json_path}: file_name {file_name!r} must be a non-empty string")
+    problem = file_name_problem(file_name)
+    if problem:
+        raise SegsubmitError(f"{json_path}: file_name {file_name!r} {problem}")
+    return file_name
 
 
-def validate_images(json_path, coco):
-    """Check `images`: present, non-empty, unique ids and file names, safe paths."""
+def look_alike_key(file_name):
+    """What a case-insensitive or normalising file system (macOS, Windows) sees as the name."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", file_name).casefold())
+
+
+def check_look_alikes(json_path, file_names):
+    """Refuse distinct names that are one file after Unicode normalisation or case folding."""
+    seen = {}
+    for file_name in file_names:
+        other = seen.setdefault(look_alike_key(file_name), file_name)
+        if other != file_name:
+            raise SegsubmitError(
+                f"{json_path}: file_names {other!r} and {file_name!r} differ only in case or "
+                "Unicode normalisation (one file on macOS and Windows); rename one"
+            )
+
+
+def validate_images(json_path, coco, max_pixels=None):
+    """Check `images`: present, non-empty, typed fields, positive sizes (at most `max_pixels`),
+    unique ids and file names, one canonical spelling each."""
     images = coco.get("images")
     if not isinstance(images, list) or not images:
         raise SegsubmitError(f"{json_path}: 'images' is missing or empty; nothing to predict")
-    _check_keys(json_path, images, "images", ("id", "file_name", "width", "height"))
+    _records(json_path, coco, "images", ("id", "file_name", "width", "height"))
+    _check_ids(json_path, images, "images")
+    for index, image in enumerate(images):
+        for key in ("width", "height"):
+            value = image[key]
+            _require(
+                json_path,
+                is_int(value) and value > 0,
+                f"images[{index}].{key}",
+                "a positive integer",
+                value,
+            )
+        pixels = image["width"] * image["height"]
+        if max_pixels is not None and pixels > max_pixels:
+            raise SegsubmitError(
+                f"{json_path}: images[{index}] ({image['file_name']!r:.80}) is "
+                f"{image['width']}x{image['height']} = {pixels} pixels, above "
+                f"infer.max_image_pixels {max_pixels}; shrink it or raise the limit"
+            )
+        safe_relative_path(json_path, image["file_name"])
     duplicate_ids = _duplicates(image["id"] for image in images)
     if duplicate_ids:
         raise SegsubmitError(f"{json_path}: duplicate image ids {_short(duplicate_ids)}")
     duplicate_names = _duplicates(image["file_name"] for image in images)
     if duplicate_names:
         raise SegsubmitError(f"{json_path}: duplicate file_name {_short(duplicate_names)}")
-    for image in images:
-        safe_relative_path(json_path, image["file_name"])
+    check_look_alikes(json_path, [image["file_name"] for image in images])
 
 
-def category_class_index(json_path, coco, class_names):
-    """Map each COCO category id to its class index (position of its name in `class_names`)."""
-    categories = coco.get("categories", [])
-    _check_keys(json_path, categories, "categories", ("id", "name"))
+def validate_categories(json_path, coco, class_names):
+    """Check `categories`: typed, unique ids and names, every name one of `class_names`."""
+    categories = _records(json_path, coco, "categories", ("id", "name"), required=False)
+    _check_ids(json_path, categories, "categories")
+    for index, category in enumerate(categories):
+        _require(
+            json_path,
+            isinstance(category["name"], str),
+            f"categories[{index}].name",
+            "a string",
+            category["name"],
+        )
+    for key in ("id", "name"):
+        duplicates = _duplicates(category[key] for category in categories)
+        if duplicates:
+            raise SegsubmitError(
+                f"{json_path}: duplicate category {key}s {_short(duplicates)}; each category "
+                "needs its own id and name"
+            )
     unknown = [c["name"] for c in categories if c["name"] not in class_names]
     if unknown:
         raise SegsubmitError(
             f"{json_path}: categories {_short(unknown)} are not in the configured classes; "
             "add them to `classes` in the config"
         )
+    return categories
+
+
+def category_class_index(json_path, coco, class_names):
+    """Map each COCO category id to its class index (position of its name in `class_names`)."""
+    categories = validate_categories(json_path, coco, class_names)
     return {c["id"]: class_names.index(c["name"]) for c in categories}
 
 
+def polygon_problem(polygon, height, width):
+    """Why a polygon [x0, y0, x1, y1, ...] is unusable on a width x height image, or None."""
+    if not isinstance(polygon, list) or not all(map(is_finite_number, polygon)):
+        return "must be a list of finite numbers"
+    if len(polygon) % 2 or len(polygon) < 6:
+        return f"has {len(polygon)} numbers; needs an even count of at least 6 (3 x, y points)"
+    xs, ys = polygon[0::2], polygon[1::2]
+    if min(xs) < -1 or max(xs) > width + 1 or min(ys) < -1 or max(ys) > height + 1:
+        return f"has points outside the {width}x{height} image"
+    return None
+
+
+def rle_string_counts(text):
+    """Run lengths of a compressed COCO RLE string (pycocotools' rleFrString), or None if it is
+    not one."""
+    counts, position = [], 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if position == len(text):
+                return None
+            code = ord(text[position]) - 48
+            if not 0 <= code < 64:
+                return None
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position, shift = position + 1, shift + 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        counts.append(value + (counts[-2] if len(counts) > 2 else 0))
+    return counts
+
+
+def rle_problem(rle, height, width):
+    """Why an RLE segmentation {size: [h, w], counts} is unusable for the image, or None."""
+    if rle.get("size") != [height, width]:
+        return f"RLE size {rle.get('size')!r:.40} must be the image's [height, width]"
+    counts = rle.get("counts")
+    if isinstance(counts, str):
+        counts = rle_string_counts(counts)
+    if not isinstance(counts, list) or not all(is_int(c) and c >= 0 for c in counts):
+        return "RLE counts must be non-negative integers or a compressed RLE string"
+    if sum(counts) != height * width:
+        return f"RLE counts cover {sum(counts)} pixels, not {height}x{width}"
+    return None
+
+
+def segmentation_problem(segmentation, height, width):
+    """Why an annotation's segmentation (polygons or RLE) is unusable, or None."""
+    if isinstance(segmentation, dict):
+        return rle_problem(segmentation, height, width)
+    if not isinstance(segmentation, list) or not segmentation:
+        return "must be a non-empty list of polygons or an RLE object"
+    for index, polygon in enumerate(segmentation):
+        problem = polygon_problem(polygon, height, width)
+        if problem:
+            return f"polygon {index} {problem}"
+    return None
+
+
+def validate_annotation(json_path, index, annotation, images_by_id):
+    """Typed fields of one annotation whose image exists; segmentation fits that image."""
+    where = f"annotations[{index}]"
+    area = annotation.get("area", 0)
+    _require(
+        json_path,
+        is_finite_number(area) and area >= 0,
+        f"{where}.area",
+        "a finite number >= 0 (or absent: computed)",
+        area,
+    )
+    crowd = annotation.get("iscrowd", 0)
+    _require(json_path, crowd in (0, 1) and is_int(crowd), f"{where}.iscrowd", "0 or 1", crowd)
+    image = images_by_id[annotation["image_id"]]
+    problem = segmentation_problem(annotation["segmentation"], image["height"], image["width"])
+    if problem:
+        raise SegsubmitError(f"{json_path}: {where}.segmentation {problem}")
+
+
 def validate_annotations(json_path, coco, class_names):
-    """Check annotations refer to known images and categories."""
-    annotations = coco.get("annotations", [])
-    _check_keys(json_path, annotations, "annotations", ("image_id", "category_id", "segmentation"))
-    image_ids = {image["id"] for image in coco["images"]}
-    orphan_ids = sorted({a["image_id"] for a in annotations} - image_ids)
+    """Check annotations: typed ids referring to known images and categories, finite area,
+    well-formed segmentations."""
+    annotations = _records(
+        json_path, coco, "annotations", ("image_id", "category_id", "segmentation"), required=False
+    )
+    _check_ids(json_path, annotations, "annotations", "image_id")
+    _check_ids(json_path, annotations, "annotations", "category_id")
+    images_by_id = {image["id"]: image for image in coco["images"]}
+    orphan_ids = sorted({a["image_id"] for a in annotations} - images_by_id.keys())
     if orphan_ids:
         raise SegsubmitError(
             f"{json_path}: annotations refer to image ids {_short(orphan_ids)} "
@@ -92,9 +296,12 @@ def validate_annotations(json_path, coco, class_names):
             f"{json_path}: annotations use category ids {_short(unknown_ids)} "
             "missing from 'categories'"
         )
+    for index, annotation in enumerate(annotations):
+        validate_annotation(json_path, index, annotation, images_by_id)
 
 
-def validate_coco(json_path, coco, class_names):
+def validate_coco(json_path, coco, class_names, max_pixels=None):
     """All checks the workflow relies on, each failing with a one-line message."""
-    validate_images(json_path, coco)
+    _require(json_path, isinstance(coco, dict), "the top level", "an object with 'images'", coco)
+    validate_images(json_path, coco, max_pixels)
     validate_annotations(json_path, coco, class_names)

@@ -2,6 +2,8 @@
 documents generated from it, and the checks across keys that a schema cannot express."""
 
 import json
+import math
+import os
 from pathlib import Path
 
 import yaml
@@ -103,8 +105,73 @@ def wrap_comment(text, width):
     return [*lines, line] if line else lines
 
 
-def check_config(config):
-    """Checks across keys, on a schema-validated config: one-line error naming the key."""
+def nonfinite_keys(value, key=""):
+    """Dotted keys (with list positions) of every NaN or infinite number in `value`."""
+    if isinstance(value, dict):
+        return [k for name, item in value.items() for k in nonfinite_keys(item, f"{key}.{name}")]
+    if isinstance(value, list):
+        return [k for i, item in enumerate(value) for k in nonfinite_keys(item, f"{key}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [key.lstrip(".")]
+    return []
+
+
+def existing_path(key, value, workdir, kind="file"):
+    """`value` resolved against the working directory; one line showing the resolved path when
+    it is not an existing file (or folder)."""
+    path = Path(workdir, value).resolve()
+    if not (path.is_dir() if kind == "folder" else path.is_file()):
+        raise SegsubmitError(
+            f"{key}: {value!r} resolves to {path}, which is not an existing {kind} (relative "
+            f"paths are read from snakemake's working directory {Path(workdir).resolve()}, its "
+            "--directory); fix the path or run from that folder"
+        )
+    return path
+
+
+def split_json(config, split):
+    """A split's COCO json as configured (relative to the working directory)."""
+    return os.path.join(config["data"]["root"], config["data"]["coco_json"].format(split=split))
+
+
+def has_annotations(json_path):
+    """Whether a COCO json lists at least one annotation (unreadable jsons pass: the manifest
+    says what is wrong with them)."""
+    try:
+        coco = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(coco, dict) or bool(coco.get("annotations", []))
+
+
+def check_paths(config, workdir):
+    """User files exist where the config points, resolved against `workdir` (demo data and the
+    demo model are built by the workflow); scored splits' jsons hold annotations."""
+    if config["data"]["root"] is not None:
+        existing_path("data.root", config["data"]["root"], workdir, "folder")
+        for split in config["data"]["splits"]:
+            json_path = existing_path("data.coco_json", split_json(config, split), workdir)
+            if split in config["data"]["score"] and not has_annotations(json_path):
+                raise SegsubmitError(
+                    f"data.score: split {split!r} is scored but {json_path} has no annotations "
+                    "(its mIoU would be against all-background truth); remove it from data.score"
+                )
+    for key in ("weights", "config_file"):
+        if config["model"][key]:
+            existing_path(f"model.{key}", config["model"][key], workdir)
+
+
+def check_config(config, workdir=None):
+    """Checks across keys, on a schema-validated config: one-line error naming the key. Paths
+    are checked against `workdir` (default: the current folder, snakemake's --directory)."""
+    bad_numbers = nonfinite_keys(config)
+    if bad_numbers:
+        raise SegsubmitError(f"{bad_numbers[0]}: must be a finite number, not NaN or infinity")
+    from .resize import check_interpolation  # the resize jobs' own check, before any job runs
+
+    check_interpolation(
+        config["resize"]["interpolation"], config["resize"]["allow_bilinear_labels"]
+    )
     splits, scored = list(config["data"]["splits"]), config["data"]["score"]
     unknown_scored = sorted(set(scored) - set(splits))
     if unknown_scored:
@@ -125,6 +192,7 @@ def check_config(config):
         raise SegsubmitError(
             "model.config_file: the detectron2 backend needs the model's config.yaml"
         )
+    check_paths(config, os.getcwd() if workdir is None else workdir)
 
 
 TABLE_START, TABLE_END = "<!-- keys: generated from the schema -->", "<!-- end of keys -->"

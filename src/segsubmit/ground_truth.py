@@ -4,7 +4,8 @@ import logging
 
 import numpy as np
 
-from .coco import category_class_index
+from .coco import category_class_index, load_coco, validate_coco
+from .errors import SegsubmitError
 from .labels import write_label_shard
 from .manifest import read_manifest
 from .resize import resize_label_maps
@@ -23,11 +24,47 @@ def rasterize_ground_truth(coco_api, image_id, class_of_category):
     return mask
 
 
+def with_area(annotation, height, width):
+    """The annotation with its `area` (pixels of its mask, as pycocotools computes it) when the
+    json left it out."""
+    if "area" in annotation:
+        return annotation
+    from pycocotools import mask as mask_utils
+
+    segmentation = annotation["segmentation"]
+    if isinstance(segmentation, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation["counts"], list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:  # compressed RLE
+        rle = segmentation
+    return {**annotation, "area": float(mask_utils.area(rle))}
+
+
+def validated_dataset(json_path, class_names):
+    """The json as `validate_coco` passed it (the manifest did the same, so this cannot fail
+    after it), annotations numbered 1..N and each with an `area`; refused without annotations."""
+    coco = load_coco(json_path)
+    validate_coco(json_path, coco, class_names)
+    if not coco.get("annotations"):
+        raise SegsubmitError(
+            f"{json_path}: no annotations to score against; remove the split from data.score"
+        )
+    images = {image["id"]: image for image in coco["images"]}
+    annotations = [
+        {**with_area(a, images[a["image_id"]]["height"], images[a["image_id"]]["width"]), "id": n}
+        for n, a in enumerate(coco["annotations"], start=1)
+    ]
+    return {**coco, "annotations": annotations}
+
+
 def load_ground_truth(json_path, class_names):
     """(pycocotools COCO, {category id: class index}) for a json with annotations."""
     from pycocotools.coco import COCO
 
-    coco_api = COCO(str(json_path))
+    coco_api = COCO()
+    coco_api.dataset = validated_dataset(json_path, class_names)
+    coco_api.createIndex()
     return coco_api, category_class_index(json_path, coco_api.dataset, class_names)
 
 

@@ -24,18 +24,19 @@ class ShardImages(Dataset):
     for an image that can't be used: errors travel as data, so a worker's failure reaches the
     user as its one-line message rather than a worker traceback."""
 
-    def __init__(self, entries, data_root, transform=None):
+    def __init__(self, entries, data_root, transform=None, max_pixels=None):
         self.entries = entries
         self.data_root = Path(data_root)
         self.transform = transform
+        self.max_pixels = max_pixels
 
     def __len__(self):
         return len(self.entries)
 
     def load(self, position):
         entry = self.entries[position]
-        path = self.data_root / entry["file_name"]
-        image = decode_rgb(path)
+        path = self.data_root / entry["path"]  # the file the manifest resolved and hashed
+        image = decode_rgb(path, self.max_pixels)
         expected = (entry["height"], entry["width"])
         if tuple(image.shape[1:]) != expected:
             raise SegsubmitError(
@@ -174,11 +175,11 @@ def finish_host_copy(copy):
     return host.numpy()
 
 
-def shard_loader(entries, data_root, transform, device, batch_size, workers):
+def shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels=None):
     """Batches of one image size, decoded (and `transform`ed) and stacked in the workers,
     pinned by the loader's own thread for a GPU `device`."""
     return DataLoader(
-        ShardImages(entries, data_root, transform),
+        ShardImages(entries, data_root, transform, max_pixels),
         batch_sampler=size_buckets(entries, batch_size),
         collate_fn=stack_same_size,
         num_workers=workers,
@@ -217,21 +218,57 @@ def iter_shard_predictions(loader, entries, predictor, batch_size, workers, on_b
         )
 
 
+def prediction_warnings(labels_path, image_count, nonfinite_count, uniform_classes):
+    """One-line warnings for predictions that make no sense: images whose logits held NaN or
+    infinity, or a shard where every map is a single class (`uniform_classes`: the classes of
+    the maps if each is one class, else None)."""
+    warnings = []
+    if nonfinite_count:
+        warnings.append(
+            f"{labels_path}: {nonfinite_count} of {image_count} images had non-finite logits "
+            "(NaN or infinity); their maps are meaningless: check the weights, model.mean/std "
+            "and infer.precision"
+        )
+    if image_count and uniform_classes is not None:
+        warnings.append(
+            f"{labels_path}: every one of the {image_count} maps is a single class "
+            f"({', '.join(map(str, sorted(uniform_classes)))}); check the weights and "
+            "model.mean/std"
+        )
+    return warnings
+
+
 def predict_shard_to_file(
     loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
 ):
-    """Stream every image's label map into `labels_path` as it is predicted (flat memory)."""
+    """Stream every image's label map into `labels_path` as it is predicted (flat memory),
+    with the shard's `prediction_warnings` (also logged)."""
     total_pixels = sum(entry["height"] * entry["width"] for entry in entries)
     predictions = iter_shard_predictions(
         loader, entries, predictor, batch_size, workers, on_bad_image
     )
-    with label_shard_writer(labels_path, total_pixels) as add:
+    warnings, uniform_classes = [], set()
+    with label_shard_writer(labels_path, total_pixels, warnings) as add:
         for position, label_map in predictions:
             add(entries[position]["id"], label_map)
+            low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
+            if uniform_classes is not None:
+                uniform_classes = uniform_classes | {int(low)} if low == high else None
+        nonfinite = int(predictor.nonfinite)
+        warnings += prediction_warnings(labels_path, len(entries), nonfinite, uniform_classes)
+    for warning in warnings:
+        log.warning("%s", warning)
 
 
 def infer_stage(
-    shard_path, labels_path, backend, predictor_settings, batch_size, workers, on_bad_image
+    shard_path,
+    labels_path,
+    backend,
+    predictor_settings,
+    batch_size,
+    workers,
+    on_bad_image,
+    max_image_pixels=None,
 ):
     """Stage entry: predict every image of a shard; write its argmax label maps.
 
@@ -249,7 +286,9 @@ def infer_stage(
     transform = host_transform(backend, settings, device)
     loader = None
     if batch_size != "auto":
-        loader = shard_loader(entries, data_root, transform, device, batch_size, workers)
+        loader = shard_loader(
+            entries, data_root, transform, device, batch_size, workers, max_image_pixels
+        )
         loader = iter(loader)  # forks the workers now
     predictor = load_predictor(backend, settings, device)
     log.info(
@@ -261,7 +300,9 @@ def infer_stage(
     )
     if loader is None:
         batch_size = largest_batch_size(predictor, transform, entries[0]) if entries else 1
-        loader = shard_loader(entries, data_root, transform, device, batch_size, workers)
+        loader = shard_loader(
+            entries, data_root, transform, device, batch_size, workers, max_image_pixels
+        )
     predict_shard_to_file(
         loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
     )

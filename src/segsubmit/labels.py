@@ -18,10 +18,12 @@ def _save_member(archive, name, array):
 
 
 @contextlib.contextmanager
-def label_shard_writer(path, total_pixels):
+def label_shard_writer(path, total_pixels, warnings=()):
     """Yield `add(image_id, label_map)`; the file appears under `path` only once complete.
 
-    `total_pixels` (sum of H*W over the shard) sizes the labels array up front.
+    `total_pixels` (sum of H*W over the shard) sizes the labels array up front. `warnings`
+    (one-line strings; a list may still be filled inside the `with` block) are stored with the
+    maps, for `read_shard_warnings`.
     """
     image_ids, shapes = [], []
     with atomic_path(path) as tmp_path, zipfile.ZipFile(tmp_path, "w") as archive:
@@ -40,11 +42,12 @@ def label_shard_writer(path, total_pixels):
             raise ValueError(f"{path}: wrote {written} label pixels, expected {total_pixels}")
         _save_member(archive, "image_ids.npy", np.array(image_ids, dtype=np.int64))
         _save_member(archive, "shapes.npy", np.array(shapes, dtype=np.int64).reshape(-1, 2))
+        _save_member(archive, "warnings.npy", np.array(list(warnings), dtype=str))
 
 
-def write_label_shard(path, image_ids, label_maps):
+def write_label_shard(path, image_ids, label_maps, warnings=()):
     """Save label maps (uint8, HxW each, sizes may differ) with their image ids, atomically."""
-    with label_shard_writer(path, sum(m.size for m in label_maps)) as add:
+    with label_shard_writer(path, sum(m.size for m in label_maps), warnings) as add:
         for image_id, label_map in zip(image_ids, label_maps, strict=True):
             add(image_id, label_map)
 
@@ -93,6 +96,12 @@ def read_label_shard(path):
     starts = ends - shapes.prod(axis=1)
     maps = [flat[s:e].reshape(h, w) for s, e, (h, w) in zip(starts, ends, shapes, strict=True)]
     return image_ids.tolist(), maps
+
+
+def read_shard_warnings(path):
+    """The warnings stored with a label shard (machine-readable: one line each)."""
+    with np.load(path) as shard:
+        return shard["warnings"].tolist() if "warnings" in shard.files else []
 
 
 def maps_in_order(image_ids, shard_paths):

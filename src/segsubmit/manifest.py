@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from .atomic import write_json
-from .coco import load_coco, safe_relative_path, validate_coco
+from .coco import file_name_problem, load_coco, safe_relative_path, validate_coco
 from .errors import SegsubmitError
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def file_digest(path):
 
 
 def image_path(data_root, json_path, file_name):
-    """Absolute path of an image, checked to exist inside `data_root`."""
+    """Absolute path of an image (symlinks resolved), checked to exist inside `data_root`."""
     root = Path(data_root).resolve()
     path = (root / safe_relative_path(json_path, file_name)).resolve()
     if not path.is_relative_to(root):
@@ -44,16 +44,20 @@ def listed_image_files(json_path, data_root):
     exactly what is wrong."""
     try:
         images = json.loads(Path(json_path).read_text(encoding="utf-8"))["images"]
-        paths = [os.path.join(data_root, image["file_name"]) for image in images]
-    except (OSError, ValueError, KeyError, TypeError):
+        names = [image["file_name"] for image in images]
+        paths = [os.path.join(data_root, name) for name in names if not file_name_problem(name)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return []
     return [path for path in paths if os.path.isfile(path)]
 
 
-def build_manifest(json_path, data_root, class_names, shard_count):
-    """Manifest entries in json order: id, file_name, width, height, shard, sha1."""
+def build_manifest(json_path, data_root, class_names, shard_count, max_pixels=None):
+    """Manifest entries in json order: id, file_name, width, height, shard, sha1 and `path`,
+    the file the manifest resolved and hashed, relative to `data_root`: the one later stages
+    open."""
     coco = load_coco(json_path)
-    validate_coco(json_path, coco, class_names)
+    validate_coco(json_path, coco, class_names, max_pixels)
+    root = Path(data_root).resolve()
     entries = []
     for image in coco["images"]:
         path = image_path(data_root, json_path, image["file_name"])
@@ -61,8 +65,9 @@ def build_manifest(json_path, data_root, class_names, shard_count):
             {
                 "id": image["id"],
                 "file_name": image["file_name"],
-                "width": int(image["width"]),
-                "height": int(image["height"]),
+                "path": path.relative_to(root).as_posix(),
+                "width": image["width"],
+                "height": image["height"],
                 "shard": shard_of(image["file_name"], shard_count),
                 "sha1": file_digest(path),
             }
@@ -83,9 +88,27 @@ def read_manifest(path):
     return load_coco(path)["images"]
 
 
-def manifest_stage(json_path, data_root, class_names, manifest_path, shard_paths):
+def manifest_file_names(path):
+    """The file_names of a manifest written by the workflow, in order; one line if the file is
+    shaped otherwise (e.g. a COCO json or a list passed by mistake)."""
+    manifest = load_coco(path)
+    images = manifest.get("images") if isinstance(manifest, dict) else None
+    if not isinstance(images, list) or not all(
+        isinstance(image, dict) and isinstance(image.get("file_name"), str) for image in images
+    ):
+        raise SegsubmitError(
+            f'{path}: not a segsubmit manifest (expected {{"images": [{{"file_name": ...}}, '
+            f"...]}}, found {type(manifest).__name__} {str(manifest)[:60]!r}); pass "
+            "results/<split>/manifest.json"
+        )
+    return [image["file_name"] for image in images]
+
+
+def manifest_stage(
+    json_path, data_root, class_names, manifest_path, shard_paths, max_image_pixels=None
+):
     """Stage entry: validate the COCO json and its image files; write manifest + shard files."""
-    entries = build_manifest(json_path, data_root, class_names, len(shard_paths))
+    entries = build_manifest(json_path, data_root, class_names, len(shard_paths), max_image_pixels)
     write_manifest(entries, manifest_path, shard_paths, data_root)
     sizes = Counter(entry["shard"] for entry in entries)
     log.info(

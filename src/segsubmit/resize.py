@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from .errors import SegsubmitError
-from .labels import read_label_shard, write_label_shard
+from .labels import read_label_shard, read_shard_warnings, write_label_shard
 
 log = logging.getLogger(__name__)
 
@@ -95,5 +95,6 @@ def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_
     check_interpolation(interpolation, allow_bilinear_labels)
     image_ids, label_maps = read_label_shard(labels_path)
     resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
-    write_label_shard(resized_path, image_ids, list(resized))
+    warnings = read_shard_warnings(labels_path)  # carried on to the submission's report
+    write_label_shard(resized_path, image_ids, list(resized), warnings)
     log.info("resize: %d maps -> %dx%d with %s (%s)", len(image_ids), *size, backend, interpolation)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
-from .labels import maps_in_order
+from .labels import maps_in_order, read_shard_warnings
 from .manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -67,21 +67,28 @@ def check_label_maps(label_maps, size, num_classes):
             )
 
 
-def write_submission(csv_path, file_names, label_maps, threads=None):
+def csv_size(file_names, label_maps):
+    """Bytes of the CSV `write_submission` writes (for the message when the disk is full)."""
+    names = sum(len(csv_field(file_name)) + 1 for file_name in file_names)
+    values = sum(2 * m.size + int((m >= 10).sum()) + int((m >= 100).sum()) for m in label_maps)
+    return len(HEADER) + names + values
+
+
+def write_submission(csv_path, file_names, label_maps, threads=None, check=None):
     """Write the CSV atomically and durably: rows in the given order; `label_maps` are (h, w)
-    uint8. Rows are encoded by `threads` threads (numpy releases the GIL), written in order."""
-    with (
-        atomic_path(csv_path) as tmp_path,
-        open(tmp_path, "wb") as handle,
-        ThreadPoolExecutor(threads or THREADS) as pool,
-    ):
-        handle.write(HEADER)
-        rows = pool.map(encode_row, label_maps)
-        for file_name, row in zip(file_names, rows, strict=True):
-            handle.write(csv_field(file_name) + b",")
-            handle.write(row)
-        handle.flush()
-        os.fsync(handle.fileno())
+    uint8. Rows are encoded by `threads` threads (numpy releases the GIL), written in order.
+    `check(tmp_path)` runs on the finished temporary file before it is renamed into place, so a
+    file under the final name has passed it."""
+    with atomic_path(csv_path, lambda: csv_size(file_names, label_maps)) as tmp_path:
+        with open(tmp_path, "wb") as handle, ThreadPoolExecutor(threads or THREADS) as pool:
+            handle.write(HEADER)
+            rows = pool.map(encode_row, label_maps)
+            for file_name, row in zip(file_names, rows, strict=True):
+                handle.write(csv_field(file_name) + b",")
+                handle.write(row)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return check(tmp_path) if check else None
 
 
 def parse_prediction_string(text):
@@ -140,11 +147,45 @@ def split_fields(line):
     return [name.decode("utf-8"), rest]
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def format_notes(data):
+    """One line for each deviation from the format segsubmit writes that the competition's
+    reader (pandas `read_csv`) tolerates: a byte-order mark, CRLF line ends, trailing blank
+    lines. `validate_submission` reads such files as pandas does."""
+    notes = []
+    if data.startswith(BOM):
+        notes.append(
+            "starts with a UTF-8 byte-order mark; pandas read_csv drops it (the header still "
+            "reads image_id), readers that are not BOM-aware see '\\ufeffimage_id'"
+        )
+    if b"\r\n" in data[: data.find(b"\n") + 1 or None]:
+        notes.append(
+            "has CRLF (\\r\\n) line ends; pandas read_csv reads them as plain line ends, "
+            "so the values are unchanged"
+        )
+    if data.endswith((b"\n\n", b"\n\r\n")):
+        notes.append(
+            "ends with blank lines; pandas read_csv skips them (skip_blank_lines), so they add "
+            "no rows"
+        )
+    return notes
+
+
+def canonical_bytes(data):
+    """The CSV as pandas sees it: no byte-order mark, no trailing blank lines."""
+    data = data.removeprefix(BOM)
+    while data.endswith((b"\n\n", b"\n\r\n")):
+        data = data[: -2 if data.endswith(b"\n\n") else -3] + b"\n"
+    return data
+
+
 def read_csv_rows(csv_path):
     """The CSV's rows as lists of fields; a plain split when nothing is quoted (the usual case,
     several times faster than the csv module on 131 kB fields; fields after the first stay
     bytes), the csv module otherwise."""
-    data = Path(csv_path).read_bytes()
+    data = canonical_bytes(Path(csv_path).read_bytes())
     if b'"' in data or b"\r" in data:
         csv.field_size_limit(sys.maxsize)
         return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
@@ -155,21 +196,22 @@ def read_csv_rows(csv_path):
 
 
 def validate_submission(
-    csv_path, expected_file_names, num_classes, pixel_count=256 * 256, threads=None
+    csv_path, expected_file_names, num_classes, pixel_count=256 * 256, threads=None, name=None
 ):
     """Re-read the CSV and check header, row order, value count and range; error on the first
-    problem, naming the row. Rows are parsed by `threads` threads (numpy releases the GIL)."""
+    problem, naming the row (and the file as `name`, default `csv_path`). Rows are parsed by
+    `threads` threads (numpy releases the GIL)."""
+    name = name or csv_path
     try:
         rows = read_csv_rows(csv_path)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise SegsubmitError(f"{csv_path}: cannot read as CSV ({err})") from err
+        raise SegsubmitError(f"{name}: cannot read as CSV ({err})") from err
     if not rows or [as_text(field) for field in rows[0]] != ["image_id", "PredictionString"]:
-        raise SegsubmitError(f"{csv_path}: header must be 'image_id,PredictionString'")
+        raise SegsubmitError(f"{name}: header must be 'image_id,PredictionString'")
     body = rows[1:]
     if len(body) != len(expected_file_names):
         raise SegsubmitError(
-            f"{csv_path}: {len(body)} rows, but the manifest lists "
-            f"{len(expected_file_names)} images"
+            f"{name}: {len(body)} rows, but the manifest lists {len(expected_file_names)} images"
         )
 
     def row_problem(row_and_name):
@@ -179,31 +221,49 @@ def validate_submission(
         problems = pool.map(row_problem, zip(body, expected_file_names, strict=True))
         for line, problem in enumerate(problems, start=2):
             if problem:
-                raise SegsubmitError(f"{csv_path}: line {line} {problem}")
+                raise SegsubmitError(f"{name}: line {line} {problem}")
     return len(body)
 
 
 def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size):
-    """Check the maps (one per manifest image, `size`, classes in range), then write
-    submission.csv in manifest order."""
+    """Check the maps (one per manifest image, `size`, classes in range), write submission.csv
+    in manifest order under a temporary name, re-read and check that file (`validate_submission`)
+    and only then rename it into place; returns the row count."""
     entries = read_manifest(manifest_path)
+    file_names = [entry["file_name"] for entry in entries]
     label_maps = maps_in_order([entry["id"] for entry in entries], resized_paths)
     check_label_maps(label_maps, tuple(size), num_classes)
-    write_submission(csv_path, [entry["file_name"] for entry in entries], label_maps)
-    log.info("submission: %d rows -> %s", len(entries), csv_path)
+
+    def check(tmp_path):
+        pixels = size[0] * size[1]
+        return validate_submission(tmp_path, file_names, num_classes, pixels, name=csv_path)
+
+    rows = write_submission(csv_path, file_names, label_maps, check=check)
+    log.info("submission: %d rows -> %s (re-read and checked)", rows, csv_path)
+    return rows
 
 
-def validate_stage(csv_path, manifest_path, report_path, num_classes, size):
-    """Re-read the finished submission.csv and record that it passed (a pass over the file as
+def write_report(report_path, csv_path, rows, warnings):
+    """submission.valid.json: the checked CSV, its rows, and the warnings of the predictions it
+    holds (machine-readable, one line each; also logged)."""
+    for warning in warnings:
+        log.warning("%s", warning)
+    payload = {"csv": str(csv_path), "rows": rows, "valid": True, "warnings": list(warnings)}
+    write_json(report_path, payload)
+
+
+def validate_stage(csv_path, manifest_path, report_path, num_classes, size, warnings=()):
+    """Re-read a finished submission.csv and record that it passed (a pass over the file as
     written, not over the maps it was written from)."""
     file_names = [entry["file_name"] for entry in read_manifest(manifest_path)]
     rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1])
-    write_json(report_path, {"csv": str(csv_path), "rows": rows, "valid": True})
+    write_report(report_path, csv_path, rows, warnings)
     log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
 
 
 def submission_stage(manifest_path, resized_paths, csv_path, report_path, num_classes, size):
-    """Stage entry: `write_submission_stage`, then `validate_stage` on the finished file (one
-    job: one process start fewer on the run's critical path)."""
-    write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size)
-    validate_stage(csv_path, manifest_path, report_path, num_classes, size)
+    """Stage entry: `write_submission_stage` (the CSV is checked before it takes its final
+    name), then submission.valid.json with the shards' prediction warnings."""
+    rows = write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size)
+    warnings = [w for path in resized_paths for w in read_shard_warnings(path)]
+    write_report(report_path, csv_path, rows, warnings)

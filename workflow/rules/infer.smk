@@ -30,6 +30,7 @@ rule infer:
         batch_size=config["infer"]["batch_size"],
         workers=config["infer"]["workers"],
         on_bad_image=config["infer"]["on_bad_image"],
+        max_image_pixels=config["infer"]["max_image_pixels"],
         code=code_digest("infer.py"),
     script:
         "../scripts/infer.py"

@@ -21,6 +21,7 @@ checkpoint manifest:
         coco=lambda wildcards: coco_json(wildcards.split),
         data_root=DATA_ROOT,
         classes=CLASSES,
+        max_image_pixels=config["infer"]["max_image_pixels"],
         code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"

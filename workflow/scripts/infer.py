@@ -17,4 +17,5 @@ run_stage(
     batch_size=snakemake.params.batch_size,
     workers=snakemake.params.workers,
     on_bad_image=snakemake.params.on_bad_image,
+    max_image_pixels=snakemake.params.max_image_pixels,
 )

@@ -11,4 +11,5 @@ run_stage(
     class_names=snakemake.params.classes,
     manifest_path=snakemake.output.manifest,
     shard_paths=snakemake.output.shards,
+    max_image_pixels=snakemake.params.max_image_pixels,
 )

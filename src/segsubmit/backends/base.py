@@ -76,7 +76,12 @@ class Predictor:
     This base class implements `predict_prepared` for models that output logits: subclasses
     implement `logits(batch)` -> float (N, C, h, w); logits are resized bilinearly to `size` if
     needed.
+
+    `nonfinite` counts the images whose logits held NaN or infinity (a device tensor, read once
+    per shard: no synchronisation per batch).
     """
+
+    nonfinite = 0
 
     def __init__(self, device, num_classes, precision):
         self.device = device
@@ -98,6 +103,11 @@ class Predictor:
             scores = torch.nn.functional.interpolate(
                 scores.float(), size=tuple(size), mode="bilinear", align_corners=False
             )
+        return self.argmax_labels(scores)
+
+    def argmax_labels(self, scores):
+        """uint8 argmax of (N, C, H, W) logits, counting images with non-finite logits."""
+        self.nonfinite = self.nonfinite + (~torch.isfinite(scores)).flatten(1).any(1).sum()
         return scores.argmax(dim=1).to(torch.uint8)
 
     @torch.inference_mode()

@@ -162,7 +162,7 @@ class Detectron2Predictor(Predictor):
         return torch.stack([output["sem_seg"] for output in outputs])
 
     def predict_prepared(self, prepared, size):
-        return self.sem_seg_logits(prepared, size).argmax(dim=1).to(torch.uint8)
+        return self.argmax_labels(self.sem_seg_logits(prepared, size))
 
 
 @register_backend("detectron2")
