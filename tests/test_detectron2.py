@@ -63,7 +63,8 @@ def write_images(folder, sizes, seed=0):
         coarse = rng.integers(0, 256, (max(height // 8, 2), max(width // 8, 2), 3), np.uint8)
         picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(folder / f"{index:02d}.jpg"), picture)
-        entries.append({"id": index, "file_name": f"{index:02d}.jpg", "height": height,
+        name = f"{index:02d}.jpg"
+        entries.append({"id": index, "file_name": name, "path": name, "height": height,
                         "width": width})  # fmt: skip
     return entries
 

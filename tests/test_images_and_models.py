@@ -1,6 +1,8 @@
 """Images of every format and models that don't fit: handled, or refused before inference."""
 
+import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -12,8 +14,12 @@ from segsubmit.backends import load_predictor
 from segsubmit.backends.base import Predictor
 from segsubmit.errors import SegsubmitError
 from segsubmit.images import decode_rgb
-from segsubmit.infer import predict_with_backoff
-from segsubmit.testing import predict_shard, predictor_settings
+from segsubmit.infer import infer_stage, predict_with_backoff
+from segsubmit.labels import read_shard_warnings
+from segsubmit.manifest import manifest_stage
+from segsubmit.resize import resize_stage
+from segsubmit.submission import submission_stage
+from segsubmit.testing import make_dataset, predict_shard, predictor_settings
 
 RGB = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
 
@@ -84,7 +90,9 @@ def entries_for(tmp_path, sizes):
     for index, (height, width) in enumerate(sizes):
         name = f"img{index}.jpg"
         Image.fromarray(np.resize(RGB, (height, width, 3))).save(tmp_path / name)
-        entries.append({"id": index, "file_name": name, "height": height, "width": width})
+        entries.append(
+            {"id": index, "file_name": name, "path": name, "height": height, "width": width}
+        )
     return entries
 
 
@@ -113,6 +121,37 @@ def test_bad_image_blank_mode(tmp_path, predictor, caplog):
         maps = predict_shard(entries, tmp_path, predictor, 2, 0, on_bad_image="blank")
     assert not maps[1].any() and maps[1].shape == (40, 40)
     assert "img1.jpg" in caplog.text
+
+
+def test_empty_and_unreadable_images_follow_on_bad_image(tmp_path, predictor):
+    entries = entries_for(tmp_path, [(40, 40), (40, 40), (40, 40)])
+    (tmp_path / "img1.jpg").write_bytes(b"")
+    (tmp_path / "img2.jpg").unlink()
+    (tmp_path / "img2.jpg").mkdir()  # exists, cannot be read as a file
+    with pytest.raises(
+        SegsubmitError, match=r"img1.jpg: cannot decode image \(the file is empty\)"
+    ):
+        predict_shard(entries, tmp_path, predictor, 3, 0)
+    maps = predict_shard(entries, tmp_path, predictor, 3, 0, on_bad_image="blank")
+    assert maps[0].shape == (40, 40) and not maps[1].any() and not maps[2].any()
+    with pytest.raises(SegsubmitError, match=r"img2.jpg: cannot read image \(Is a directory\)"):
+        decode_rgb(tmp_path / "img2.jpg")
+
+
+def test_pixel_cap_is_checked_from_the_header_before_decoding(tmp_path, predictor):
+    """A 20000 x 20000 PNG (a 1.2 MB file that would decode to 1.2 GB) is refused in
+    milliseconds, before any pixel is decoded."""
+    Image.new("L", (20000, 20000)).save(tmp_path / "bomb.png", optimize=False)
+    started = time.perf_counter()
+    with pytest.raises(SegsubmitError, match="bomb.png: header declares 20000x20000 = "
+                       "400000000 pixels, above infer.max_image_pixels 100000000"):  # fmt: skip
+        decode_rgb(tmp_path / "bomb.png", max_pixels=10**8)
+    assert time.perf_counter() - started < 1
+    entries = entries_for(tmp_path, [(40, 40)])
+    shard = predict_shard(entries, tmp_path, predictor, 1, 0)
+    assert shard[0].shape == (40, 40)
+    with pytest.raises(SegsubmitError, match="above infer.max_image_pixels 1000"):
+        decode_rgb(tmp_path / "img0.jpg", max_pixels=1000)
 
 
 def test_class_count_mismatch_is_refused(tmp_path):
@@ -222,3 +261,49 @@ def test_auto_batch_size_on_cpu_predicts_everything(tmp_path, predictor, caplog)
     fixed = predict_shard(entries, tmp_path, predictor, 2, 0)
     assert all(np.array_equal(a, f) for a, f in zip(auto, fixed, strict=True))
     assert "batch_size auto: 1 on cpu" in caplog.text
+
+
+def edited_model(path, change):
+    """A random model whose classifier heads are edited by `change(name, tensor)`."""
+    weights = torch.load(save_random_model(path), weights_only=True)
+    for name, tensor in weights.items():
+        if name.startswith(("classifier.low_classifier", "classifier.high_classifier")):
+            change(name, tensor)
+    torch.save(weights, path)
+    return path
+
+
+def nan_head(name, tensor):
+    tensor.fill_(float("nan"))
+
+
+def background_head(name, tensor):
+    tensor.zero_()
+    if name.endswith("bias"):
+        tensor[0] = 10.0  # every pixel: class 0
+
+
+@pytest.mark.parametrize(
+    ("change", "warning"),
+    [
+        (nan_head, "labels/0.npz: 6 of 6 images had non-finite logits (NaN or infinity)"),
+        (background_head, "labels/0.npz: every one of the 6 maps is a single class (0)"),
+    ],
+)
+def test_nonsense_predictions_are_loud(tmp_path, caplog, change, warning):
+    """Real stages, manifest -> infer -> resize -> submission: the warning is logged, stored
+    with the label shard and listed in submission.valid.json."""
+    root = make_dataset(tmp_path / "data", {"val": 6}, size=32)
+    out = tmp_path / "results"
+    manifest_stage(root / "val.json", root, CLASSES, out / "manifest.json", [out / "0.json"])
+    settings = predictor_settings(edited_model(tmp_path / "model.pt", change)).__dict__
+    with caplog.at_level(logging.WARNING):
+        infer_stage(out / "0.json", out / "labels/0.npz", "torchvision", settings, 4, 0, "error")
+    assert warning in caplog.text
+    assert any(warning in line for line in read_shard_warnings(out / "labels/0.npz"))
+    resize_stage(out / "labels/0.npz", out / "resized/0.npz", "albumentations", [8, 8], "nearest",
+                 False)  # fmt: skip
+    submission_stage(out / "manifest.json", [out / "resized/0.npz"], out / "submission.csv",
+                     out / "submission.valid.json", len(CLASSES), [8, 8])  # fmt: skip
+    report = json.loads((out / "submission.valid.json").read_text())
+    assert report["valid"] and any(warning in line for line in report["warnings"])

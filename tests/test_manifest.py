@@ -6,7 +6,8 @@ import pytest
 from conftest import CLASSES, make_dataset
 
 from segsubmit.errors import SegsubmitError
-from segsubmit.manifest import build_manifest, shard_of
+from segsubmit.ground_truth import validated_dataset
+from segsubmit.manifest import build_manifest, file_digest, shard_of
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def edit_json(root, change):
 
 
 def build(root):
-    return build_manifest(root / "val.json", root, CLASSES, 3)
+    return build_manifest(root / "val.json", root, CLASSES, 3, max_pixels=10**8)
 
 
 def test_manifest_keeps_json_order_and_hashes_files(dataset):
@@ -55,6 +56,114 @@ def test_shard_assignment_is_stable_when_images_are_added():
         (lambda c: c["images"][0].update(file_name="../outside.jpg"), "escapes the data root"),
         (lambda c: c["images"][0].update(file_name="/etc/passwd"), "escapes the data root"),
         (lambda c: c["images"][0].pop("width"), r"images\[0\] lacks width"),
+        # exact types, finite and positive numbers
+        (lambda c: c["images"][0].update(id="1"), r"images\[0\].id must be an integer, got '1'"),
+        (lambda c: c["images"][0].update(id=True), r"images\[0\].id must be an integer"),
+        (lambda c: c["images"][0].update(width=32.0), r"images\[0\].width must be a positive"),
+        (lambda c: c["images"][0].update(height=0), r"images\[0\].height must be a positive"),
+        (lambda c: c["images"][0].update(height=-4), r"images\[0\].height must be a positive"),
+        (lambda c: c["images"][0].update(file_name=7), "file_name 7 must be a non-empty string"),
+        (lambda c: c.update(images={"0": 1}), "'images' is missing or empty"),
+        (lambda c: c.update(annotations={}), "'annotations' must be a list"),
+        (lambda c: c["images"].append(5), r"images\[6\] must be an object"),
+        (lambda c: c["categories"][0].update(id="1"), r"categories\[0\].id must be an integer"),
+        (
+            lambda c: c["categories"][1].update(name=c["categories"][0]["name"]),
+            "duplicate category names",
+        ),
+        (
+            lambda c: c["categories"][1].update(id=c["categories"][0]["id"]),
+            "duplicate category ids",
+        ),
+        (
+            lambda c: c["annotations"][0].update(category_id=1.0),
+            r"annotations\[0\].category_id must be an integer",
+        ),
+        (
+            lambda c: c["annotations"][0].update(area=float("nan")),
+            r"annotations\[0\].area must be a finite",
+        ),
+        (lambda c: c["annotations"][0].update(area=-1), r"annotations\[0\].area must be a finite"),
+        (
+            lambda c: c["annotations"][0].update(iscrowd=2),
+            r"annotations\[0\].iscrowd must be 0 or 1",
+        ),
+        # segmentations
+        (
+            lambda c: c["annotations"][0].update(segmentation=[[1, 2, 3, 4]]),
+            "polygon 0 has 4 numbers",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation=[[1, 2, 3, 4, 5]]),
+            "polygon 0 has 5 numbers",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation=[[1, 2, 3, float("inf"), 5, 6]]),
+            "finite numbers",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation=[[1, 2, "3", 4, 5, 6]]),
+            "finite numbers",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation=[[1, 2, 3, 4, 5, 1e12]]),
+            "outside the 32x32 image",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation=[]),
+            "non-empty list of polygons or an RLE",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation={"size": [32, 32], "counts": [5, 3]}),
+            "RLE counts cover 8 pixels",
+        ),
+        (
+            lambda c: c["annotations"][0].update(segmentation={"size": [9, 32], "counts": [288]}),
+            "RLE size",
+        ),
+        (
+            lambda c: c["annotations"][0].update(
+                segmentation={"size": [32, 32], "counts": "\x7f!"}
+            ),
+            "compressed RLE",
+        ),
+        # one canonical spelling per file
+        (lambda c: c["images"][0].update(file_name="batch_01_vt\\0.jpg"), "backslash"),
+        (
+            lambda c: c["images"][0].update(file_name="./" + c["images"][0]["file_name"]),
+            "'./' component",
+        ),
+        (
+            lambda c: c["images"][0].update(
+                file_name=c["images"][0]["file_name"].replace("/", "//")
+            ),
+            "'//'",
+        ),
+        (
+            lambda c: c["images"][0].update(file_name=" " + c["images"][0]["file_name"]),
+            "leading or trailing spaces",
+        ),
+        (
+            lambda c: c["images"][0].update(file_name="{split}.jpg"),
+            "which Snakemake or a shell interprets",
+        ),
+        (lambda c: c["images"][0].update(file_name="a*.jpg"), "'\\*'"),
+        (lambda c: c["images"][0].update(file_name="a\n.jpg"), "control characters"),
+        (
+            lambda c: c["images"][1].update(file_name=c["images"][0]["file_name"].upper()),
+            "differ only in case",
+        ),
+        (
+            lambda c: [
+                c["images"][0].update(file_name="caf\u00e9.jpg"),
+                c["images"][1].update(file_name="cafe\u0301.jpg"),
+            ],
+            "Unicode normalisation",
+        ),
+        (
+            lambda c: c["images"][0].update(width=10**5, height=10**5),
+            "above infer.max_image_pixels",
+        ),
     ],
 )
 def test_bad_json_is_refused_with_one_line(dataset, change, message):
@@ -87,3 +196,31 @@ def test_not_json_and_missing_json(tmp_path):
         build(tmp_path)
     with pytest.raises(SegsubmitError, match="COCO json not found"):
         build_manifest(tmp_path / "nope.json", tmp_path, CLASSES, 2)
+
+
+def test_entries_record_the_file_the_manifest_hashed(dataset, tmp_path):
+    """Later stages open `data_root / entry['path']`: the resolved file the manifest hashed."""
+    coco = json.loads((dataset / "val.json").read_text())
+    target = dataset / coco["images"][0]["file_name"]
+    (dataset / "alias.jpg").symlink_to(target)
+    edit_json(dataset, lambda c: c["images"][0].update(file_name="alias.jpg"))
+    entry = build(dataset)[0]
+    assert entry["file_name"] == "alias.jpg"
+    assert entry["path"] == coco["images"][0]["file_name"]
+    assert entry["sha1"] == file_digest(target)
+
+
+def test_missing_area_is_computed_and_annotations_renumbered(dataset):
+    """The ground truth never reads a field the manifest did not check: `area` may be absent,
+    annotation ids may repeat."""
+
+    def drop_area_and_ids(coco):
+        for annotation in coco["annotations"]:
+            annotation.pop("area")
+            annotation["id"] = 1
+
+    edit_json(dataset, drop_area_and_ids)
+    build(dataset)
+    annotations = validated_dataset(dataset / "val.json", CLASSES)["annotations"]
+    assert [a["id"] for a in annotations] == list(range(1, len(annotations) + 1))
+    assert all(a["area"] > 0 for a in annotations)
