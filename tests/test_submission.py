@@ -1,16 +1,19 @@
 """submission.csv: byte-identical to the baseline writer, validated, never half-written."""
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segsubmit.errors import SegsubmitError
 from segsubmit.submission import (
+    BOM,
     check_label_maps,
     encode_row,
     validate_submission,
@@ -101,27 +104,115 @@ def test_cli_validates(tmp_path):
 WRITE_UNDER_FILE_SIZE_LIMIT = """
 import resource, signal, sys
 import numpy as np
+from segsubmit.errors import SegsubmitError
 from segsubmit.submission import write_submission
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 maps = np.zeros((6, 256, 256), np.uint8)
 try:
     write_submission(sys.argv[1], [f"{i}.jpg" for i in range(6)], maps)
-except OSError as err:
-    print("write failed:", err.strerror)
+except SegsubmitError as err:
+    print(err)
 """
 
 
-def test_disk_full_leaves_no_submission(tmp_path):
-    """A real write failure (file size limit, EFBIG): no csv, no temp file left behind."""
+def test_disk_full_is_one_line_naming_the_file_and_bytes_needed(tmp_path):
+    """A real write failure (file size limit, EFBIG): one line with the path and the CSV's full
+    size; no csv, no temp file left behind."""
     target = tmp_path / "submission.csv"
     result = subprocess.run(
         [sys.executable, "-c", WRITE_UNDER_FILE_SIZE_LIMIT, str(target)],
         capture_output=True,
         text=True,
     )
-    assert "write failed" in result.stdout, result.stderr
+    write_submission(tmp_path / "unlimited.csv", [f"{i}.jpg" for i in range(6)],
+                     np.zeros((6, 256, 256), np.uint8))  # fmt: skip
+    size = (tmp_path / "unlimited.csv").stat().st_size
+    assert result.stdout.startswith(f"{target}: cannot write (File too large): needs {size} bytes")
+    assert result.stdout.count("\n") == 1, result.stderr
+    assert os.listdir(tmp_path) == ["unlimited.csv"]
+
+
+def test_temporaries_of_killed_writers_are_removed_at_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".submission.csv.{dead}.tmp"
+    running = tmp_path / f".submission.csv.{os.getppid()}.tmp"  # a live writer's: kept
+    stale.write_bytes(b"x" * 1000)
+    running.write_bytes(b"y")
+    write_submission(tmp_path / "submission.csv", NAMES, random_maps(6))
+    assert sorted(os.listdir(tmp_path)) == [running.name, "submission.csv"]
+
+
+def test_csv_is_checked_before_it_takes_its_final_name(tmp_path):
+    """The check runs on the temporary file: a CSV that fails it never appears as
+    submission.csv (the workflow's check is `validate_submission` of that file)."""
+    target = tmp_path / "submission.csv"
+
+    def check(tmp_file):
+        assert tmp_file.name.startswith(".submission.csv.") and not target.exists()
+        return validate_submission(tmp_file, NAMES, 5, name=target)
+
+    with pytest.raises(SegsubmitError, match=f"{target}: line 2 has class 10, outside 0..4"):
+        write_submission(target, NAMES, random_maps(6, high=11), check=check)
     assert os.listdir(tmp_path) == []
+    assert write_submission(target, NAMES, random_maps(6, high=5), check=check) == 6
+
+
+def cli(*arguments):
+    command = [sys.executable, "-m", "segsubmit.cli", "validate-submission", *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def written_submission(tmp_path):
+    write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
+    manifest = {"images": [{"file_name": name} for name in NAMES]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path / "s.csv", tmp_path / "manifest.json"
+
+
+@pytest.mark.parametrize(
+    ("edit", "note"),
+    [
+        (lambda data: BOM + data, "starts with a UTF-8 byte-order mark; pandas read_csv drops it"),
+        (
+            lambda data: data.replace(b"\n", b"\r\n"),
+            "has CRLF (\\r\\n) line ends; pandas read_csv reads them as plain line ends",
+        ),
+        (lambda data: data + b"\n", "ends with blank lines; pandas read_csv skips them"),
+    ],
+)
+def test_cli_says_what_pandas_does_with_bom_crlf_and_blank_lines(tmp_path, edit, note):
+    csv_path, manifest = written_submission(tmp_path)
+    csv_path.write_bytes(edit(csv_path.read_bytes()))
+    result = cli(csv_path, manifest)
+    assert result.returncode == 0 and "valid" in result.stdout  # as pandas reads it
+    assert (
+        result.stderr == f"note: {csv_path}: {next(iter([note]))}" + result.stderr.split(note, 1)[1]
+    )
+    assert result.stderr.count("\n") == 1
+    frame = pd.read_csv(csv_path)
+    assert list(frame.columns) == ["image_id", "PredictionString"] and len(frame) == 6
+
+
+@pytest.mark.parametrize(
+    ("manifest", "arguments", "message"),
+    [
+        ([{"file_name": "a.jpg"}], (), "not a segsubmit manifest (expected"),
+        ({"images": [{"id": 1}]}, (), "not a segsubmit manifest"),
+        ({"images": "a.jpg"}, (), "not a segsubmit manifest"),
+        (None, ("--size", "0", "256"), "argument --size: '0' is not a positive integer"),
+        (None, ("--size", "-4", "256"), "argument --size: '-4' is not a positive integer"),
+        (None, ("--classes", "0"), "argument --classes: '0' is not a positive integer"),
+    ],
+)
+def test_cli_refuses_wrong_manifests_and_sizes_in_one_line(tmp_path, manifest, arguments, message):
+    csv_path, manifest_path = written_submission(tmp_path)
+    if manifest is not None:
+        manifest_path.write_text(json.dumps(manifest))
+    result = cli(csv_path, manifest_path, *arguments)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_maps_are_checked_before_writing():
