@@ -1,0 +1,64 @@
+"""Config checks across keys and paths (`check_config`): one line naming the key, before the
+DAG is built."""
+
+import json
+
+import pytest
+
+from segsubmit.config import check_config, default_config
+from segsubmit.errors import SegsubmitError
+from segsubmit.testing import make_dataset
+
+
+def user_config(**sections):
+    """The default config on user data `data/` (val scored), with `sections` merged in."""
+    config = default_config()
+    config["data"] = {**config["data"], "root": "data", "splits": ["val"], "score": ["val"]}
+    for section, values in sections.items():
+        config[section] = {**config[section], **values}
+    return config
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    make_dataset(tmp_path / "data", {"val": 3})
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    return tmp_path
+
+
+def test_user_data_passes(workdir):
+    check_config(user_config(model={"weights": "model.pt"}), workdir)
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"model": {"mean": [float("nan"), 0.4, 0.4]}}, r"model.mean\[0\]: must be a finite"),
+        ({"model": {"std": [0.2, float("inf"), 0.2]}}, r"model.std\[1\]: must be a finite"),
+        ({"resize": {"interpolation": "bilinear"}}, "resize.interpolation: bilinear invents"),
+        ({"data": {"splits": ["val", "tset"]}}, "data.coco_json: 'data/tset.json' resolves to"),
+        ({"data": {"root": "elsewhere"}}, "data.root: 'elsewhere' resolves to .*/elsewhere"),
+        ({"model": {"weights": "missing.pt"}}, "model.weights: 'missing.pt' resolves to"),
+    ],
+)
+def test_bad_values_and_paths_name_the_key(workdir, sections, message):
+    with pytest.raises(SegsubmitError, match=message) as error:
+        check_config(user_config(**sections), workdir)
+    assert "\n" not in str(error.value)
+
+
+def test_paths_are_shown_resolved_against_the_working_directory(workdir, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    with pytest.raises(SegsubmitError) as error:
+        check_config(user_config(), elsewhere)
+    assert f"resolves to {elsewhere / 'data'}" in str(error.value)
+    assert f"snakemake's working directory {elsewhere}" in str(error.value)
+    check_config(user_config(), workdir)
+
+
+def test_a_scored_split_needs_annotations(workdir):
+    coco = json.loads((workdir / "data/val.json").read_text())
+    (workdir / "data/val.json").write_text(json.dumps({**coco, "annotations": []}))
+    with pytest.raises(SegsubmitError, match="data.score: split 'val' is scored but .* has no "):
+        check_config(user_config(), workdir)
+    check_config(user_config(data={"score": []}), workdir)
