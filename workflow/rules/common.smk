@@ -1,6 +1,7 @@
 """Paths and settings shared by the rules (derived from the validated, checked config)."""
 
 from segsubmit.codehash import script_digest
+from segsubmit.config import shard_count, visible_gpu_count
 from segsubmit.manifest import image_fingerprint
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
@@ -30,7 +31,13 @@ SCORE_SIZES = [SUBMISSION_SIZE] + (
 )
 SPLITS = list(config["data"]["splits"])
 SCORED_SPLITS = config["data"]["score"]
-SHARDS = list(range(config["data"]["shards"]))
+SHARDS = list(
+    range(
+        shard_count(
+            config["data"]["shards"], config["model"]["device"], visible_gpu_count()
+        )
+    )
+)
 USE_DEMO_DATA = config["data"]["root"] is None
 USE_DEMO_MODEL = config["model"]["weights"] is None
 DEMO_ROOT = result("demo/data")
@@ -60,7 +67,11 @@ def dataset_inputs(wildcards):
 
 def images_fingerprint(wildcards):
     """The manifest's params entry for the images themselves (see `image_fingerprint`)."""
-    return "" if USE_DEMO_DATA else image_fingerprint(coco_json(wildcards.split), DATA_ROOT)
+    return (
+        ""
+        if USE_DEMO_DATA
+        else image_fingerprint(coco_json(wildcards.split), DATA_ROOT)
+    )
 
 
 def model_inputs(wildcards):
