@@ -33,7 +33,7 @@ CPU_SMOKE = {
     "repeats": 1, "batch_size": 4, "workers": 2, "worker_sweep": [], "seed_images": 2,
     "memory_factor": 0, "job_repeats": 0, "cold_repeats": 0, "skip_snakemake": True,
     "precisions": ["fp32"], "torchvision_architecture": DEFAULTS["model"]["architecture"],
-    "demo_weights": None,
+    "demo_weights": None, "min_sizes": [128],
 }  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def parse_arguments():
     arguments = parser.parse_args()
     if arguments.cpu_smoke:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when CUDA first initialises
-        vars(arguments).update(CPU_SMOKE, min_sizes=arguments.min_sizes[:1])
+        vars(arguments).update(CPU_SMOKE)
     return arguments
 
 
