@@ -33,7 +33,10 @@ def sized_fpn(cfg, min_size):
 
 
 def detectron2_model(folder, min_size):
-    """(config.yaml, model_final.pth) in `folder`/`min_size`; the same weights at every size."""
+    """(config.yaml, model_final.pth) in `folder`/`min_size` (written once); the same weights
+    at every size."""
     folder = Path(folder) / str(min_size)
+    if (folder / "model_final.pth").is_file():
+        return folder / "config.yaml", folder / "model_final.pth"
     folder.mkdir(parents=True, exist_ok=True)
     return write_detectron2_model(folder, configure=partial(sized_fpn, min_size=min_size))
