@@ -51,7 +51,7 @@ def test_rows_match_str_join_for_any_values_and_names(tmp_path_factory, values, 
 
 def test_validator_accepts_written_file(tmp_path):
     write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
-    assert validate_submission(tmp_path / "s.csv", NAMES, 11) == 6
+    assert validate_submission(tmp_path / "s.csv", NAMES, 11, 256 * 256) == 6
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_validator_names_the_problem(tmp_path, mutate, message):
     text = (tmp_path / "s.csv").read_text()
     (tmp_path / "s.csv").write_text(mutate(text))
     with pytest.raises(SegsubmitError, match=message):
-        validate_submission(tmp_path / "s.csv", NAMES, 11)
+        validate_submission(tmp_path / "s.csv", NAMES, 11, 256 * 256)
 
 
 def test_cli_validates(tmp_path):
@@ -151,7 +151,7 @@ def test_csv_is_checked_before_it_takes_its_final_name(tmp_path):
 
     def check(tmp_file):
         assert tmp_file.name.startswith(".submission.csv.") and not target.exists()
-        return validate_submission(tmp_file, NAMES, 5, name=target)
+        return validate_submission(tmp_file, NAMES, 5, 256 * 256, name=target)
 
     with pytest.raises(SegsubmitError, match=f"{target}: line 2 has class 10, outside 0..4"):
         write_submission(target, NAMES, random_maps(6, high=11), check=check)
