@@ -34,6 +34,10 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/resize.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -46,3 +50,5 @@ rule all:
             result("{split}/score_input_size.json"),
             split=SCORED_SPLITS if config["score"]["at_input_size"] else [],
         ),
+        expand(result("{split}/report/scores.html"), split=SCORED_SPLITS),
+        result("report/runtimes.png"),
