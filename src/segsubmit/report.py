@@ -343,10 +343,10 @@ def interpolation_figure(comparison, nearest, bilinear, truths, titles, class_na
         axes.set_yticks([])
     rows, columns = np.nonzero(changed[window])
     crops[2].scatter(columns, rows, s=6, c="white", edgecolors="black", linewidths=0.3)
-    figure.suptitle(
-        f"{titles[index]}: rows {top}-{top + side - 1}, columns {left}-{left + side - 1}",
-        fontsize=9,
-    )
+    where = f"{titles[index]}: rows {top}-{top + side - 1}, columns {left}-{left + side - 1}"
+    if not changed.any():
+        where += " (nearest and bilinear agree on every pixel of every image)"
+    figure.suptitle(where, fontsize=9)
     add_legend(figure, class_names, palette)
     return figure
 
