@@ -133,23 +133,15 @@ def test_benchmark_runtimes_and_figures_are_written_as_png(tmp_path):
     comparison, nearest, bilinear = compare_interpolations(
         truths, truths[:, ::2, ::2], (32, 32), 11
     )
+    image = np.zeros((64, 64, 3), np.uint8)
     figures = {
         "runtimes": runtimes_figure(runtimes),
         "no_runtimes": runtimes_figure({}),
         "iou": iou_bar_figure(scores, CLASSES),
         "confusion": confusion_figure(scores["confusion_matrix"], CLASSES),
         "samples": samples_figure(
-            [
-                {
-                    "title": "a",
-                    "image": np.zeros((64, 64, 3), np.uint8),
-                    "truth": m,
-                    "prediction": m,
-                }
-                for m in truths
-            ],
-            CLASSES,
-        ),  # fmt: skip
+            [{"title": "a", "image": image, "truth": m, "prediction": m} for m in truths], CLASSES
+        ),
         "interpolation": interpolation_figure(
             comparison, nearest, bilinear, truths[:, ::2, ::2], ["a", "b"], CLASSES
         ),
