@@ -3,17 +3,6 @@ workflow/report/). Per scored split: the score table, per-class IoU, confusion m
 overlays and the nearest-vs-bilinear panel; once: the per-rule runtimes."""
 
 
-def report_item(name, caption, category, split="{split}"):
-    """A report output of a split, with its caption file and category."""
-    return report(
-        result(f"{{split}}/report/{name}"),
-        caption=f"../report/{caption}",
-        category=category,
-        subcategory=split,
-        labels={"split": split, "figure": caption.removesuffix(".rst")},
-    )
-
-
 rule report_figures:
     input:
         manifest=manifest_file,
@@ -22,12 +11,40 @@ rule report_figures:
         resized=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
         labels=expand(result("{{split}}/labels/{shard}.npz"), shard=SHARDS),
     output:
-        scores=report_item("scores.html", "scores.rst", "1. Scores"),
-        iou=report_item("per_class_iou.png", "per_class_iou.rst", "1. Scores"),
-        confusion=report_item("confusion.png", "confusion.rst", "1. Scores"),
-        samples=report_item("samples.png", "samples.rst", "2. Predictions"),
-        interpolation=report_item(
-            "nearest_vs_bilinear.png", "nearest_vs_bilinear.rst", "3. Resizing"
+        scores=report(
+            result("{split}/report/scores.html"),
+            caption="../report/scores.rst",
+            category="1. Scores",
+            subcategory="{split}",
+            labels={"split": "{split}", "figure": "scores"},
+        ),
+        iou=report(
+            result("{split}/report/per_class_iou.png"),
+            caption="../report/per_class_iou.rst",
+            category="1. Scores",
+            subcategory="{split}",
+            labels={"split": "{split}", "figure": "per_class_iou"},
+        ),
+        confusion=report(
+            result("{split}/report/confusion.png"),
+            caption="../report/confusion.rst",
+            category="1. Scores",
+            subcategory="{split}",
+            labels={"split": "{split}", "figure": "confusion"},
+        ),
+        samples=report(
+            result("{split}/report/samples.png"),
+            caption="../report/samples.rst",
+            category="2. Predictions",
+            subcategory="{split}",
+            labels={"split": "{split}", "figure": "samples"},
+        ),
+        interpolation=report(
+            result("{split}/report/nearest_vs_bilinear.png"),
+            caption="../report/nearest_vs_bilinear.rst",
+            category="3. Resizing",
+            subcategory="{split}",
+            labels={"split": "{split}", "figure": "nearest_vs_bilinear"},
         ),
     log:
         log_path("report_figures", "{split}"),
