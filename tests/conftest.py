@@ -6,32 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from segsubmit.backends.torchvision_backend import build_torchvision_model
-from segsubmit.classes import COMPETITION_CLASSES
-from segsubmit.synthetic import make_demo_dataset
+from segsubmit.testing import CLASSES, make_dataset, save_random_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLASSES = list(COMPETITION_CLASSES)
-
-
-def make_dataset(root, counts, size=64, seed=0):
-    """Synthetic COCO dataset under `root` (train/val/test jsons + JPEGs)."""
-    make_demo_dataset(
-        root, {s: Path(root) / f"{s}.json" for s in counts}, counts, seed, size, CLASSES
-    )
-    return Path(root)
-
-
-def save_random_model(path, seed=0):
-    """An untrained LR-ASPP state dict with the competition's class count."""
-    torch.manual_seed(seed)
-    torch.save(
-        build_torchvision_model("lraspp_mobilenet_v3_large", len(CLASSES)).state_dict(), path
-    )
-    return Path(path)
+__all__ = ["CLASSES", "make_dataset", "save_random_model"]  # builders live in segsubmit.testing
 
 
 def tiny_config(workdir, **overrides):
