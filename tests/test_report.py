@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import run_snakemake
+from conftest import run_snakemake, tiny_config
 from playwright.sync_api import sync_playwright
 
 pytestmark = pytest.mark.workflow
@@ -87,10 +87,11 @@ def open_result(page, url, category, figure):
 
 
 def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
+    tiny_config(user_workdir, score={"at_input_size": True})  # two score columns
     run_snakemake(user_workdir)
     run_snakemake(user_workdir, "--report", "report.html")
     url = (user_workdir / "report.html").as_uri()
-    scores = json.loads((user_workdir / "results" / "val" / "score.json").read_text())
+    scores = json.loads((user_workdir / "results" / "val" / "score" / "32x32.json").read_text())
     page, errors = browser_page
 
     page.goto(url)
@@ -113,6 +114,7 @@ def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
     text = table.inner_text()
     for name in scores["classes"]:
         assert name in text
+    assert "IoU at 32x32" in text and "IoU at input" in text
     assert "mIoU (dataset, competition metric)" in text and f"{scores['miou']:.4f}" in text
     assert f"{scores['per_image_mean_miou']:.4f}" in text
     interpolation = page.frame_locator("iframe").locator("table#interpolation").inner_text()

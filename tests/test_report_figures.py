@@ -4,7 +4,6 @@ comparison, sample choice, score table, benchmark parsing and atomic PNG files."
 import numpy as np
 import pytest
 
-from segsubmit.classes import COMPETITION_CLASSES
 from segsubmit.metrics import score_images
 from segsubmit.report import (
     BASE_PALETTE,
@@ -26,8 +25,7 @@ from segsubmit.report import (
     score_table_html,
 )
 from segsubmit.resize import resize_label_maps
-
-CLASSES = list(COMPETITION_CLASSES)
+from segsubmit.testing import CLASSES
 
 
 def blob_maps(count=3, size=64, seed=0):

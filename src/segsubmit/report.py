@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .labels import read_label_shard
+from .labels import maps_in_order, read_label_shard
 from .metrics import confusion_matrix, iou_per_class, score_images
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,6 @@ def load_image(path):
 
     with Image.open(path) as image:
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-
-
-def maps_by_image_id(shard_paths):
-    """{image id: label map} from per-shard label files."""
-    maps = {}
-    for shard_path in shard_paths:
-        maps.update(zip(*read_label_shard(shard_path), strict=True))
-    return maps
 
 
 def per_image_miou(truths, predictions, num_classes):
@@ -405,7 +397,7 @@ def save_text(path, text):
 
 def report_figures_stage(
     manifest_path,
-    score_path,
+    score_paths,
     truth_path,
     resized_paths,
     label_paths,
@@ -415,23 +407,27 @@ def report_figures_stage(
     others=3,
 ):
     """A scored split's report items: `outputs` maps scores (HTML), iou, confusion, samples
-    and interpolation (PNG) to their paths."""
+    and interpolation (PNG) to their paths. `score_paths`: the split's score files, the one at
+    the submission size (that of `truth_path` and `resized_paths`) first."""
     import json
 
     manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
     entries = {entry["id"]: entry for entry in manifest["images"]}
-    scores = json.loads(Path(score_path).read_text(encoding="utf-8"))
+    scores_by_size = {}
+    for score_path in score_paths:
+        scores = json.loads(Path(score_path).read_text(encoding="utf-8"))
+        scores_by_size.setdefault(scores.get("size", Path(score_path).stem), scores)
+    scores = next(iter(scores_by_size.values()))
     image_ids, truths = read_label_shard(truth_path)
-    resized, labels = maps_by_image_id(resized_paths), maps_by_image_id(label_paths)
-    predictions = [resized[image_id] for image_id in image_ids]
+    predictions = maps_in_order(image_ids, resized_paths)
     titles = [entries[image_id]["file_name"] for image_id in image_ids]
     num_classes = len(class_names)
 
     comparison, nearest, bilinear = compare_interpolations(
-        [labels[image_id] for image_id in image_ids], truths, truths[0].shape, num_classes
+        maps_in_order(image_ids, label_paths), truths, truths[0].shape, num_classes
     )
     log.info(
-        "report: mIoU %.4f (score.json), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
+        "report: mIoU %.4f (score file), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
         "%.2f %% pixels changed, %.2f %% invented",
         scores["miou"],
         comparison["nearest"]["miou"],
@@ -440,8 +436,7 @@ def report_figures_stage(
         100 * comparison["changed"],
         100 * comparison["invented"],
     )
-    size = scores.get("size", "submission size")
-    save_text(outputs["scores"], score_table_html({size: scores}, class_names, comparison))
+    save_text(outputs["scores"], score_table_html(scores_by_size, class_names, comparison))
     save_figure(iou_bar_figure(scores, class_names), outputs["iou"])
     save_figure(confusion_figure(scores["confusion_matrix"], class_names), outputs["confusion"])
     image_scores = per_image_miou(truths, predictions, num_classes)

@@ -6,7 +6,7 @@ overlays and the nearest-vs-bilinear panel; once: the per-rule runtimes."""
 rule report_figures:
     input:
         manifest=manifest_file,
-        score=result("{split}/score.json"),
+        scores=expand(result("{{split}}/score/{size}.json"), size=SCORE_SIZES),
         truth=result(f"{{split}}/ground_truth/{SUBMISSION_SIZE}.npz"),
         resized=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
         labels=expand(result("{{split}}/labels/{shard}.npz"), shard=SHARDS),
@@ -54,9 +54,7 @@ rule report_figures:
         "../../envs/report.yaml"
     params:
         classes=CLASSES,
-        code=code_version(
-            "report.py", "metrics.py", "resize.py", "labels.py", "atomic.py"
-        ),
+        code=code_digest("report.py"),
     script:
         "../scripts/report.py"
 
@@ -80,6 +78,6 @@ rule report_runtimes:
         "../../envs/report.yaml"
     params:
         benchmarks=result("benchmarks"),
-        code=code_version("report.py", "atomic.py"),
+        code=code_digest("report_runtimes.py"),
     script:
         "../scripts/report_runtimes.py"

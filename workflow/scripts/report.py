@@ -7,7 +7,7 @@ run_stage(
     snakemake.log[0],
     report_figures_stage,
     manifest_path=snakemake.input.manifest,
-    score_path=snakemake.input.score,
+    score_paths=snakemake.input.scores,
     truth_path=snakemake.input.truth,
     resized_paths=snakemake.input.resized,
     label_paths=snakemake.input.labels,
