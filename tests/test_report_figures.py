@@ -57,7 +57,7 @@ def test_colorize_and_overlay_shapes():
     image = np.full((64, 48, 3), 100, dtype=np.uint8)  # another size than the map
     label_map = np.zeros((32, 24), dtype=np.uint8)
     label_map[:8] = 1
-    blended = overlay(image, label_map, palette, alpha=0.5)
+    blended = overlay(image, label_map, palette, alpha=0.5)  # grey 100 stays 100
     assert blended.shape == (32, 24, 3) and blended.dtype == np.uint8
     assert (blended[8:] == 100).all()  # background keeps the image
     assert (blended[:8] == np.round((100 + np.array(BASE_PALETTE[1])) / 2)).all()

@@ -63,10 +63,12 @@ def fit_image(image, shape):
     return np.asarray(resized)
 
 
-def overlay(image, label_map, palette, alpha=0.5):
-    """The image (resized to the map's size) blended with the map's colours; background (0)
-    pixels keep the image. (H, W, 3) uint8 with (H, W) = label_map.shape."""
-    base = fit_image(image, label_map.shape).astype(np.float32)
+def overlay(image, label_map, palette, alpha=0.6):
+    """A greyscale copy of the image (resized to the map's size) blended with the map's
+    colours, so that class colours stand out on any photo; background (0) pixels keep the
+    grey image. (H, W, 3) uint8 with (H, W) = label_map.shape."""
+    rgb = fit_image(image, label_map.shape).astype(np.float32)
+    base = np.repeat(rgb @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(rgb.shape)
     colours = colorize(label_map, palette).astype(np.float32)
     weight = np.where(np.asarray(label_map)[..., None] == 0, 0.0, alpha)
     return np.round(base * (1 - weight) + colours * weight).astype(np.uint8)
@@ -441,11 +443,12 @@ def report_figures_stage(
     save_figure(confusion_figure(scores["confusion_matrix"], class_names), outputs["confusion"])
     image_scores = per_image_miou(truths, predictions, num_classes)
     samples = []
-    for index in pick_samples(image_scores, worst, others):
+    for rank, index in enumerate(pick_samples(image_scores, worst, others)):
         entry = entries[image_ids[index]]
+        kind = f"worst #{rank + 1}" if rank < worst else "sample"
         samples.append(
             {
-                "title": f"{entry['file_name']}\nmIoU {_format_iou(image_scores[index])}",
+                "title": f"{entry['file_name']}\n{kind}, mIoU {_format_iou(image_scores[index])}",
                 "image": load_image(Path(manifest["data_root"]) / entry["file_name"]),
                 "truth": truths[index],
                 "prediction": predictions[index],
