@@ -29,10 +29,10 @@ def tiny_config(workdir, **overrides):
     return path
 
 
-def snakemake_command(workdir, *extra, configfile="config.yaml", cores=2):
-    """The real snakemake CLI on this repository's workflow, run in `workdir`."""
+def snakemake_command(workdir, *extra, configfile="config.yaml", cores=2, snakefile=None):
+    """The real snakemake CLI on this repository's workflow (or `snakefile`), run in `workdir`."""
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+        sys.executable, "-m", "snakemake", "--snakefile", str(snakefile or REPO_ROOT / "Snakefile"),
         "--directory", str(workdir), "--cores", str(cores), "--resources", "gpu=1",
         "--configfile", str(configfile), *extra,
     ]  # fmt: skip
@@ -51,9 +51,9 @@ SNAKEMAKE_ENV = {
 }
 
 
-def run_snakemake(workdir, *extra, configfile="config.yaml", check=True):
+def run_snakemake(workdir, *extra, configfile="config.yaml", check=True, snakefile=None):
     """Run snakemake to completion; fail the test with its output if it fails and `check`."""
-    command = snakemake_command(workdir, *extra, configfile=configfile)
+    command = snakemake_command(workdir, *extra, configfile=configfile, snakefile=snakefile)
     result = subprocess.run(command, capture_output=True, text=True, env=SNAKEMAKE_ENV, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")

@@ -42,6 +42,9 @@ def parse_arguments(argv):
         "digests", help="rule -> rerun digest -> the package modules it covers (markdown)"
     )
     digests.add_argument("workflow", nargs="?", default=".", help="workflow folder (default .)")
+    digests.add_argument(
+        "--modules-only", action="store_true", help="leave out the digests (README's table)"
+    )
     docs = commands.add_parser(
         "config-docs", help="regenerate config/config.yaml and config/README.md from the schema"
     )
@@ -90,7 +93,8 @@ def main(argv=None):
         if arguments.command == "validate-submission":
             validate_command(arguments)
         elif arguments.command == "digests":
-            print(digest_table(Path(arguments.workflow) / "workflow" / "rules"), end="")
+            rules_dir = Path(arguments.workflow) / "workflow" / "rules"
+            print(digest_table(rules_dir, with_digests=not arguments.modules_only), end="")
         else:
             config_docs_command(arguments)
     except SegsubmitError as err:

@@ -96,12 +96,17 @@ def rule_scripts(rules_dir):
     return scripts
 
 
-def digest_table(rules_dir, package_dir=PACKAGE_DIR):
-    """Markdown table: rule, its code digest, the package modules it depends on."""
-    rows = ["| rule | digest | modules (segsubmit.*) |", "| --- | --- | --- |"]
+def digest_table(rules_dir, package_dir=PACKAGE_DIR, with_digests=True):
+    """Markdown table: each rule, its code digest (unless not `with_digests`), and the package
+    modules the digest covers."""
+    header = ["rule", "digest", "modules it covers (segsubmit.*)"]
+    if not with_digests:
+        header.remove("digest")
+    rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for rule, script in rule_scripts(rules_dir).items():
         modules = [m.removeprefix(f"{PACKAGE}.") for m in import_closure(script, package_dir)]
-        modules = ["__init__" if m == PACKAGE else m for m in modules]
-        digest = script_digest(script, package_dir)
-        rows.append(f"| `{rule}` | `{digest}` | {', '.join(modules)} |")
+        cells = [f"`{rule}`", ", ".join("__init__" if m == PACKAGE else m for m in modules)]
+        if with_digests:
+            cells.insert(1, f"`{script_digest(script, package_dir)}`")
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"

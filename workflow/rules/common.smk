@@ -80,3 +80,9 @@ def benchmark_path(rule_name, pattern):
 def log_path(rule_name, pattern):
     """Log file of a rule's job."""
     return result(f"logs/{rule_name}/{pattern}.log")
+
+
+def scored_label_maps(wildcards):
+    """The maps a score is computed on: resized to the submission size, or at input size."""
+    folder = "labels" if wildcards.size == "input" else "resized"
+    return expand(result(f"{wildcards.split}/{folder}/{{shard}}.npz"), shard=SHARDS)
