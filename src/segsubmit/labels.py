@@ -80,9 +80,9 @@ def _stored_uint8_offset(path, archive, name):
 
 
 class LabelShard:
-    """A label-shard file's image ids, with its maps read on demand, a span at a time, by
-    positioned reads: a stage holds the maps it works on, not the shard, so its memory does
-    not grow with the number of images."""
+    """A label-shard file's image ids, with its maps read on demand, a span at a time, each
+    span its own memory map (no copy; unmapped when dropped): a stage holds the maps it works
+    on, not the shard, so its memory does not grow with the number of images."""
 
     def __init__(self, path):
         self.path = path
@@ -105,8 +105,9 @@ class LabelShard:
         if first >= stop:
             return []
         start, end = int(self.starts[first]), int(self.ends[stop - 1])
-        if self.flat is None:
-            data = np.fromfile(self.path, np.uint8, count=end - start, offset=self.offset + start)
+        if self.flat is None:  # a copy-on-write map of the span alone, unmapped once dropped
+            data = np.memmap(self.path, np.uint8, "c", self.offset + start, (end - start,))
+            data = data.view(np.ndarray)
         else:
             data = self.flat[start:end]
         return [
