@@ -426,7 +426,7 @@ def report_figures_stage(
     num_classes = len(class_names)
 
     comparison, nearest, bilinear = compare_interpolations(
-        maps_in_order(image_ids, label_paths), truths, truths[0].shape, num_classes
+        list(maps_in_order(image_ids, label_paths)), truths, truths[0].shape, num_classes
     )
     log.info(
         "report: mIoU %.4f (score file), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
