@@ -421,7 +421,7 @@ def report_figures_stage(
         scores_by_size.setdefault(scores.get("size", Path(score_path).stem), scores)
     scores = next(iter(scores_by_size.values()))
     image_ids, truths = read_label_shard(truth_path)
-    predictions = maps_in_order(image_ids, resized_paths)
+    predictions = list(maps_in_order(image_ids, resized_paths))
     titles = [entries[image_id]["file_name"] for image_id in image_ids]
     num_classes = len(class_names)
 
@@ -449,7 +449,7 @@ def report_figures_stage(
         samples.append(
             {
                 "title": f"{entry['file_name']}\n{kind}, mIoU {_format_iou(image_scores[index])}",
-                "image": load_image(Path(manifest["data_root"]) / entry["file_name"]),
+                "image": load_image(Path(manifest["data_root"]) / entry["path"]),
                 "truth": truths[index],
                 "prediction": predictions[index],
             }
