@@ -74,12 +74,17 @@ def overlay(image, label_map, palette, alpha=0.6):
     return np.round(base * (1 - weight) + colours * weight).astype(np.uint8)
 
 
-def load_image(path):
-    """RGB uint8 (H, W, 3) with EXIF orientation applied, as the annotations see it."""
+def load_image(path, height, width):
+    """RGB uint8 (H, W, 3) with EXIF orientation applied, as the annotations see it; mid-grey
+    for a file that can't be decoded (inference blanked it: `infer.on_bad_image: blank`)."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        log.warning("report: %s shown grey: cannot decode it (%s)", path, err)
+        return np.full((height, width, 3), 128, np.uint8)
 
 
 def per_image_miou(truths, predictions, num_classes):
@@ -449,7 +454,9 @@ def report_figures_stage(
         samples.append(
             {
                 "title": f"{entry['file_name']}\n{kind}, mIoU {_format_iou(image_scores[index])}",
-                "image": load_image(Path(manifest["data_root"]) / entry["path"]),
+                "image": load_image(
+                    Path(manifest["data_root"]) / entry["path"], entry["height"], entry["width"]
+                ),
                 "truth": truths[index],
                 "prediction": predictions[index],
             }
