@@ -153,7 +153,8 @@ class LocalSlurm:
             if set(state.split()) == {"idle"}:  # one line per partition
                 return
             time.sleep(0.5)
-        raise RuntimeError(f"node not idle after {START_TIMEOUT} s (state {state!r}):\n{self.logs()}")
+        logs = self.logs()
+        raise RuntimeError(f"node not idle after {START_TIMEOUT} s (state {state!r}):\n{logs}")
 
     def run(self, *command, check=True):
         """Run a SLURM client command against this cluster."""
@@ -239,7 +240,8 @@ def launch_daemons(cluster, key):
     wait_for(lambda: (munge / "munge.socket").exists(), "munged socket", cluster)
     conf = cluster.env["SLURM_CONF"]
     cluster.start_daemon("slurmctld", ["slurmctld", "-D", "-c", "-f", conf])
-    wait_for(lambda: cluster.run("scontrol", "ping", check=False).returncode == 0, "slurmctld", cluster)
+    answers = lambda: cluster.run("scontrol", "ping", check=False).returncode == 0  # noqa: E731
+    wait_for(answers, "slurmctld", cluster)
     cluster.start_daemon("slurmd", ["slurmd", "-D", "-N", NODE, "-f", conf])
 
 

@@ -43,7 +43,10 @@ def profile_requests(profile=PROFILE):
 
 @pytest.fixture(scope="session")
 def slurm_cluster(request, tmp_path_factory):
-    """A running one-node cluster (partitions cpu and gpu, one fake GPU), stopped at the end."""
+    """A running one-node cluster (partitions cpu and gpu, one fake GPU), stopped at the end.
+
+    The node advertises the largest CPU and memory request of the profile, so that the profile
+    runs unchanged on a small CI machine."""
     reason = unavailable_reason() or install_packages()
     if reason:
         pytest.skip(f"no local SLURM: {reason}")
@@ -138,6 +141,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
         for job in jobs:
             assert job["JobState"] == "COMPLETED", job
             assert job_request(job) == expected, rule
+    first, second = sorted(by_rule["infer"], key=lambda job: job["StartTime"])
+    assert first["EndTime"] <= second["StartTime"], "two infer jobs shared the one GPU"
 
     for name in COMPARED:
         assert (remote / "results/val" / name).read_bytes() == (
