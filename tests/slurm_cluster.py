@@ -45,21 +45,24 @@ def missing_commands():
 def install_packages():
     """apt-get install Debian's SLURM packages if any command is missing (else do nothing).
 
-    Returns None on success, or a one-line reason why they could not be installed.
+    Returns None once every command is there, or a one-line reason why they could not be
+    installed. A failing post-install step (e.g. a service that cannot start without systemd)
+    does not matter: the daemons are started here, not by the packages.
     """
     if not missing_commands():
         return None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    errors = []
     for command in (
         ["apt-get", "update", "-qq"],
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
     ):
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
-            last = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            return f"`{' '.join(command)}` failed: {' '.join(last)}"
-    still_missing = missing_commands()
-    return f"still missing after apt-get: {still_missing}" if still_missing else None
+            last_line = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            errors.append(f"`{' '.join(command[:2])}` failed: {' '.join(last_line)}")
+    missing = missing_commands()
+    return f"{', '.join(missing)} missing after apt-get; {'; '.join(errors)}" if missing else None
 
 
 def free_port():
