@@ -3,6 +3,7 @@
 Run: snakemake --cores 4 --resources gpu=1   (see README.md)
 """
 
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -10,21 +11,24 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 # The workflow's own package, for this process and every job (conda envs hold only its deps).
-PACKAGE_SOURCE = os.path.join(workflow.basedir, "src")
+PACKAGE_SOURCE = os.path.join(str(workflow.current_basedir), "src")
 sys.path.insert(0, PACKAGE_SOURCE)
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")])
 )
+
+from segsubmit.config import SCHEMA_PATH, check_config
 
 
 envvars:
     "PYTHONPATH",
 
 
-configfile: os.path.join(workflow.basedir, "config/config.yaml")
+configfile: os.path.join(str(workflow.current_basedir), "config/config.yaml")
 
 
-validate(config, os.path.join(workflow.basedir, "config/schema.yaml"), set_default=True)
+validate(config, str(SCHEMA_PATH), set_default=True)
+check_config(config)
 
 
 include: "workflow/rules/common.smk"
@@ -41,8 +45,6 @@ rule all:
     input:
         expand(result("{split}/submission.csv"), split=SPLITS),
         expand(result("{split}/submission.valid.json"), split=SPLITS),
-        expand(result("{split}/score.json"), split=SCORED_SPLITS),
         expand(
-            result("{split}/score_input_size.json"),
-            split=SCORED_SPLITS if config["score"]["at_input_size"] else [],
+            result("{split}/score/{size}.json"), split=SCORED_SPLITS, size=SCORE_SIZES
         ),

@@ -6,32 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from segsubmit.backends.torchvision_backend import build_torchvision_model
-from segsubmit.classes import COMPETITION_CLASSES
-from segsubmit.synthetic import make_demo_dataset
+from segsubmit.testing import CLASSES, make_dataset, save_random_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLASSES = list(COMPETITION_CLASSES)
-
-
-def make_dataset(root, counts, size=64, seed=0):
-    """Synthetic COCO dataset under `root` (train/val/test jsons + JPEGs)."""
-    make_demo_dataset(
-        root, {s: Path(root) / f"{s}.json" for s in counts}, counts, seed, size, CLASSES
-    )
-    return Path(root)
-
-
-def save_random_model(path, seed=0):
-    """An untrained LR-ASPP state dict with the competition's class count."""
-    torch.manual_seed(seed)
-    torch.save(
-        build_torchvision_model("lraspp_mobilenet_v3_large", len(CLASSES)).state_dict(), path
-    )
-    return Path(path)
+__all__ = ["CLASSES", "make_dataset", "save_random_model"]  # builders live in segsubmit.testing
 
 
 def tiny_config(workdir, **overrides):
@@ -49,10 +29,10 @@ def tiny_config(workdir, **overrides):
     return path
 
 
-def snakemake_command(workdir, *extra, configfile="config.yaml", cores=2):
-    """The real snakemake CLI on this repository's workflow, run in `workdir`."""
+def snakemake_command(workdir, *extra, configfile="config.yaml", cores=2, snakefile=None):
+    """The real snakemake CLI on this repository's workflow (or `snakefile`), run in `workdir`."""
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+        sys.executable, "-m", "snakemake", "--snakefile", str(snakefile or REPO_ROOT / "Snakefile"),
         "--directory", str(workdir), "--cores", str(cores), "--resources", "gpu=1",
         "--configfile", str(configfile), *extra,
     ]  # fmt: skip
@@ -71,9 +51,9 @@ SNAKEMAKE_ENV = {
 }
 
 
-def run_snakemake(workdir, *extra, configfile="config.yaml", check=True):
+def run_snakemake(workdir, *extra, configfile="config.yaml", check=True, snakefile=None):
     """Run snakemake to completion; fail the test with its output if it fails and `check`."""
-    command = snakemake_command(workdir, *extra, configfile=configfile)
+    command = snakemake_command(workdir, *extra, configfile=configfile, snakefile=snakefile)
     result = subprocess.run(command, capture_output=True, text=True, env=SNAKEMAKE_ENV, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")

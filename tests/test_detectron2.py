@@ -16,10 +16,10 @@ import pytest
 import torch
 from conftest import make_dataset, run_snakemake, tiny_config
 
-from segsubmit.backends import PredictorSettings, load_predictor
+from segsubmit.backends import host_transform, load_predictor
 from segsubmit.errors import SegsubmitError
-from segsubmit.infer import predict_shard
 from segsubmit.submission import validate_submission
+from segsubmit.testing import predict_shard, predictor_settings, write_detectron2_model
 
 pytest.importorskip(
     "detectron2",
@@ -34,45 +34,25 @@ pytestmark = pytest.mark.filterwarnings(
 SMALL_TEST_SIZES = ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160"]
 
 
-def semantic_fpn(cfg):
-    """configs/Misc/semantic_R_50_FPN_1x.yaml's model, inlined."""
-    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
-    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 11
-
-
-def write_detectron2_model(folder, configure=semantic_fpn, seed=0):
-    """A full config.yaml (as training writes it) and a random-init checkpoint."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-
-    cfg = get_cfg()
-    configure(cfg)
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    DetectionCheckpointer(model, save_dir=str(folder)).save("model_final")
-    (folder / "config.yaml").write_text(cfg.dump())
-    return folder / "config.yaml", folder / "model_final.pth"
-
-
 @pytest.fixture(scope="module")
 def detectron2_model(tmp_path_factory):
     return write_detectron2_model(tmp_path_factory.mktemp("d2"))
 
 
 def settings_for(config_file, weights, num_classes=11, opts=SMALL_TEST_SIZES):
-    return PredictorSettings(
-        weights=str(weights),
-        config_file=str(config_file),
-        opts=tuple(opts),
-        num_classes=num_classes,
-        device="cpu",
+    return predictor_settings(
+        weights, num_classes, config_file=str(config_file), opts=tuple(opts), device="cpu"
     )
+
+
+def predictor_and_transform(settings, preprocess_on):
+    """The CPU predictor with DefaultPredictor's preprocessing in the DataLoader workers (the
+    CPU path), or on the device side in `model_input` (the GPU path, here run on the CPU)."""
+    predictor = load_predictor("detectron2", settings)
+    if preprocess_on == "device":
+        predictor.preprocessed_on_host = False
+        return predictor, None
+    return predictor, host_transform("detectron2", settings, predictor.device)
 
 
 def write_images(folder, sizes, seed=0):
@@ -110,10 +90,9 @@ def test_batched_equals_default_predictor_on_every_pixel(detectron2_model, tmp_p
     config_file, weights = detectron2_model
     sizes = [(96, 96)] * 7 + [(72, 120)] * 5 + [(130, 70)] * 3 + [(101, 77)]
     entries = write_images(tmp_path, sizes)
-    predictor = load_predictor("detectron2", settings_for(config_file, weights))
-    if preprocess_on == "device":
-        predictor.prepare = None
-    batched = predict_shard(entries, tmp_path, predictor, batch_size=4, workers=2)
+    settings = settings_for(config_file, weights)
+    predictor, transform = predictor_and_transform(settings, preprocess_on)
+    batched = predict_shard(entries, tmp_path, predictor, 4, 2, transform=transform)
     compared = equal = 0
     for entry, label_map in zip(entries, batched, strict=True):
         reference = default_predictor_argmax(
@@ -131,10 +110,9 @@ def test_rgb_input_format_is_honoured(detectron2_model, tmp_path, preprocess_on)
     config_file, weights = detectron2_model
     opts = [*SMALL_TEST_SIZES, "INPUT.FORMAT", "RGB"]
     entries = write_images(tmp_path, [(64, 96)] * 2, seed=3)
-    predictor = load_predictor("detectron2", settings_for(config_file, weights, opts=opts))
-    if preprocess_on == "device":
-        predictor.prepare = None
-    batched = predict_shard(entries, tmp_path, predictor, batch_size=2, workers=0)
+    settings = settings_for(config_file, weights, opts=opts)
+    predictor, transform = predictor_and_transform(settings, preprocess_on)
+    batched = predict_shard(entries, tmp_path, predictor, 2, 0, transform=transform)
     reference = default_predictor_argmax(config_file, weights, opts, tmp_path / "01.jpg")
     assert np.array_equal(batched[1], reference)
 
@@ -180,8 +158,9 @@ def test_model_without_sem_seg_is_refused(tmp_path):
 def test_missing_detectron2_gives_install_hint():
     blocked = (
         "import sys; sys.modules['detectron2'] = None\n"
-        "from segsubmit.backends import PredictorSettings, load_predictor\n"
-        "load_predictor('detectron2', PredictorSettings(weights='w', num_classes=11))"
+        "from segsubmit.backends import load_predictor\n"
+        "from segsubmit.testing import predictor_settings\n"
+        "load_predictor('detectron2', predictor_settings('w', device='cpu'))"
     )
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
     assert "detectron2 is not installed; pip install -e '.[detectron2]'" in result.stderr
@@ -205,4 +184,4 @@ def test_workflow_runs_with_detectron2_backend(detectron2_model, tmp_path):
     names = [entry["file_name"] for entry in manifest["images"]]
     csv_path = tmp_path / "results" / "val" / "submission.csv"
     assert validate_submission(csv_path, names, 11, 32 * 32) == 6
-    assert (tmp_path / "results" / "val" / "score.json").exists()
+    assert (tmp_path / "results" / "val" / "score" / "32x32.json").exists()

@@ -8,11 +8,12 @@ import torch
 from conftest import CLASSES, save_random_model
 from PIL import Image
 
-from segsubmit.backends import PredictorSettings, load_predictor
+from segsubmit.backends import load_predictor
 from segsubmit.backends.base import Predictor
 from segsubmit.errors import SegsubmitError
 from segsubmit.images import decode_rgb
-from segsubmit.infer import predict_shard, predict_with_backoff
+from segsubmit.infer import predict_with_backoff
+from segsubmit.testing import predict_shard, predictor_settings
 
 RGB = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
 
@@ -72,8 +73,8 @@ def predictor(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
     return load_predictor(
         "torchvision",
-        PredictorSettings(
-            weights=str(weights), num_classes=len(CLASSES), architecture="lraspp_mobilenet_v3_large"
+        predictor_settings(
+            str(weights), num_classes=len(CLASSES), architecture="lraspp_mobilenet_v3_large"
         ),
     )
 
@@ -119,8 +120,8 @@ def test_class_count_mismatch_is_refused(tmp_path):
     with pytest.raises(SegsubmitError, match="do not fit lraspp_mobilenet_v3_large with 5 classes"):
         load_predictor(
             "torchvision",
-            PredictorSettings(
-                weights=str(weights), num_classes=5, architecture="lraspp_mobilenet_v3_large"
+            predictor_settings(
+                str(weights), num_classes=5, architecture="lraspp_mobilenet_v3_large"
             ),
         )
 
@@ -130,8 +131,8 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     with pytest.raises(SegsubmitError, match="do not fit deeplabv3_mobilenet_v3_large"):
         load_predictor(
             "torchvision",
-            PredictorSettings(
-                weights=str(weights), num_classes=11, architecture="deeplabv3_mobilenet_v3_large"
+            predictor_settings(
+                str(weights), num_classes=11, architecture="deeplabv3_mobilenet_v3_large"
             ),
         )
 
@@ -145,8 +146,8 @@ def test_checkpoints_are_loaded_weights_only(tmp_path):
     with pytest.raises(SegsubmitError, match="weights-only"):
         load_predictor(
             "torchvision",
-            PredictorSettings(
-                weights=str(tmp_path / "evil.pt"),
+            predictor_settings(
+                str(tmp_path / "evil.pt"),
                 num_classes=11,
                 architecture="lraspp_mobilenet_v3_large",
             ),
@@ -158,21 +159,19 @@ def test_torchscript_backend_matches_torchvision(tmp_path, predictor):
     traced = torch.jit.trace(predictor.module, torch.zeros(1, 3, 48, 48), strict=False)
     traced.save(str(tmp_path / "model.ts"))
     scripted = load_predictor(
-        "torchscript", PredictorSettings(weights=str(tmp_path / "model.ts"), num_classes=11)
+        "torchscript", predictor_settings(str(tmp_path / "model.ts"), num_classes=11)
     )
     batch = torch.from_numpy(np.resize(RGB, (2, 3, 48, 48)))
     assert torch.equal(scripted.predict(batch, (48, 48)), predictor.predict(batch, (48, 48)))
     with pytest.raises(SegsubmitError, match="predicts 11 classes but config `classes` lists 4"):
-        load_predictor(
-            "torchscript", PredictorSettings(weights=str(tmp_path / "model.ts"), num_classes=4)
-        )
+        load_predictor("torchscript", predictor_settings(str(tmp_path / "model.ts"), num_classes=4))
 
 
 class RunsOutOfMemoryAboveTwo(Predictor):
     """A predictor whose device 'fits' two images: larger batches raise CUDA OOM."""
 
     def __init__(self):
-        super().__init__(torch.device("cpu"), 11)
+        super().__init__(torch.device("cpu"), 11, "fp32")
         self.batch_sizes = []
 
     def predict(self, batch, size):
@@ -201,9 +200,7 @@ def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
     predictor = load_predictor(
         "torchvision",
-        PredictorSettings(
-            weights=str(weights), num_classes=11, architecture="lraspp_mobilenet_v3_large"
-        ),
+        predictor_settings(str(weights), num_classes=11, architecture="lraspp_mobilenet_v3_large"),
     )
     batch = torch.randint(0, 256, (64, 3, 512, 512), dtype=torch.uint8, device="cuda")
     reference = torch.cat(

@@ -6,10 +6,9 @@ import sys
 STAGES_WITHOUT_TORCH = """
 import sys
 import numpy as np
-from segsubmit import stages
-from segsubmit.metrics import load_ground_truth, score_images
+from segsubmit import ground_truth, manifest, metrics, resize, submission  # the stage modules
+from segsubmit.metrics import score_images
 from segsubmit.resize import resize_label_maps
-from segsubmit.submission import validate_submission, write_submission
 
 resize_label_maps([np.zeros((8, 8), np.uint8)], (4, 4), "albumentations")
 score_images([np.zeros((4, 4), np.uint8)], [np.zeros((4, 4), np.uint8)], 2)

@@ -7,14 +7,9 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from segsubmit.classes import COMPETITION_CLASSES
-from segsubmit.metrics import (
-    confusion_matrix,
-    dataset_miou,
-    load_ground_truth,
-    rasterize_ground_truth,
-    score_images,
-)
+from segsubmit.ground_truth import load_ground_truth, rasterize_ground_truth
+from segsubmit.metrics import confusion_matrix, dataset_miou, score_images
+from segsubmit.testing import CLASSES
 
 
 def test_miou_matches_torchmetrics_batch_by_batch():
@@ -90,8 +85,8 @@ def test_smaller_objects_drawn_on_top_and_categories_by_name(tmp_path):
         ],
     }
     (tmp_path / "val.json").write_text(json.dumps(coco))
-    coco_api, class_of_category = load_ground_truth(tmp_path / "val.json", COMPETITION_CLASSES)
-    assert class_of_category == {7: COMPETITION_CLASSES.index("Battery"), 3: 2}
+    coco_api, class_of_category = load_ground_truth(tmp_path / "val.json", CLASSES)
+    assert class_of_category == {7: CLASSES.index("Battery"), 3: 2}
     mask = rasterize_ground_truth(coco_api, 1, class_of_category)
-    assert mask[10, 10] == COMPETITION_CLASSES.index("Battery")
+    assert mask[10, 10] == CLASSES.index("Battery")
     assert mask[4, 4] == 2 and mask[0, 0] == 0

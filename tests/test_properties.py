@@ -8,10 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from segsubmit.classes import COMPETITION_CLASSES
 from segsubmit.labels import write_label_shard
-from segsubmit.manifest import read_manifest
-from segsubmit.stages import manifest_stage, resize_stage, submission_stage, validate_stage
+from segsubmit.manifest import manifest_stage, read_manifest
+from segsubmit.resize import resize_stage
+from segsubmit.submission import validate_stage, write_submission_stage
+from segsubmit.testing import CLASSES
 
 NAME_CHARACTERS = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\")
 FILE_NAMES = st.text(NAME_CHARACTERS, min_size=1, max_size=12).filter(
@@ -51,7 +52,7 @@ def test_pipeline_always_gives_a_valid_csv(
     (root / "val.json").write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
     out = tmp_path_factory.mktemp("results")
     shard_paths = [out / f"shards/{k}.json" for k in range(shard_count)]
-    manifest_stage(root / "val.json", root, COMPETITION_CLASSES, out / "manifest.json", shard_paths)
+    manifest_stage(root / "val.json", root, CLASSES, out / "manifest.json", shard_paths)
     resized_paths = []
     for shard_path in shard_paths:
         entries = read_manifest(shard_path)
@@ -66,7 +67,7 @@ def test_pipeline_always_gives_a_valid_csv(
             "nearest",
             False,
         )
-    submission_stage(
+    write_submission_stage(
         out / "manifest.json", resized_paths, out / "submission.csv", 11, list(out_size)
     )
     validate_stage(

@@ -15,8 +15,8 @@ from segsubmit.submission import (
     encode_row,
     validate_submission,
     write_submission,
-    write_submission_baseline,
 )
+from segsubmit.testing import write_submission_baseline
 
 NAMES = [f"batch_01_vt/{i:04d}.jpg" for i in range(6)]
 

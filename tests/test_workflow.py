@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_dataset, run_snakemake, save_random_model, tiny_config
+from conftest import REPO_ROOT, make_dataset, run_snakemake, save_random_model, tiny_config
 from PIL import Image
 
 from segsubmit.manifest import shard_of
@@ -51,7 +51,7 @@ def test_demo_mode_runs_end_to_end(tmp_path):
         ]
         assert validate_submission(results / split / "submission.csv", names, 11, 32 * 32) == 3
         assert names[0].startswith("batch_0") and names[0].endswith(".jpg")
-    score = json.loads((results / "val" / "score.json").read_text())
+    score = json.loads((results / "val" / "score" / "32x32.json").read_text())
     assert 0.0 <= score["miou"] <= 1.0 and len(score["per_class_iou"]) == 11
 
 
@@ -62,7 +62,9 @@ def test_first_run_then_nothing_to_do(user_workdir):
     assert json.loads((user_workdir / "results" / "val" / "submission.valid.json").read_text())[
         "valid"
     ]
-    assert "miou" in json.loads((user_workdir / "results" / "val" / "score.json").read_text())
+    assert "miou" in json.loads(
+        (user_workdir / "results" / "val" / "score" / "32x32.json").read_text()
+    )
     second = run_snakemake(user_workdir)
     assert "Nothing to be done" in second.stdout + second.stderr
 
@@ -77,8 +79,8 @@ def test_resize_backend_change_reruns_only_resize_and_after(user_workdir):
     assert changed == [
         "val/resized/0.npz",
         "val/resized/1.npz",
-        "val/score.json",
-        "val/score.txt",
+        "val/score/32x32.json",
+        "val/score/32x32.txt",
         "val/submission.csv",
         "val/submission.valid.json",
     ]
@@ -93,7 +95,7 @@ def test_new_weights_rerun_inference_and_after(user_workdir):
     run_snakemake(user_workdir)
     changed = rewritten(before, output_mtimes(user_workdir))
     assert "val/labels/0.npz" in changed and "val/labels/1.npz" in changed
-    assert "val/submission.csv" in changed and "val/score.json" in changed
+    assert "val/submission.csv" in changed and "val/score/32x32.json" in changed
     assert not [path for path in changed if path.startswith(("val/shards", "val/manifest"))]
 
 
@@ -130,3 +132,32 @@ def test_changed_image_content_reruns_only_its_shard(user_workdir):
     assert [p for p in changed if p.startswith("val/labels/")] == [
         f"val/labels/{shard_of(name, 2)}.npz"
     ]
+
+
+def copy_of_the_workflow(folder):
+    """This workflow (Snakefile, rules, scripts, package, config, envs) copied to `folder`."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for part in ("workflow", "src", "config", "envs"):
+        shutil.copytree(REPO_ROOT / part, folder / part, ignore=ignore)
+    shutil.copy(REPO_ROOT / "Snakefile", folder / "Snakefile")
+    return folder / "Snakefile"
+
+
+def test_code_edits_rerun_only_the_rules_that_import_them(user_workdir, tmp_path_factory):
+    """Snakemake's own code trigger, fed the import-closure digests: a metrics edit reruns the
+    scoring, not inference; a pil_resize edit (detectron2's GPU pixels) reruns inference."""
+    snakefile = copy_of_the_workflow(tmp_path_factory.mktemp("workflow"))
+    package = snakefile.parent / "src" / "segsubmit"
+    run_snakemake(user_workdir, snakefile=snakefile)
+    before = output_mtimes(user_workdir)
+    with open(package / "metrics.py", "a") as module:
+        module.write("\n# an edit\n")
+    run_snakemake(user_workdir, snakefile=snakefile)
+    after_metrics = output_mtimes(user_workdir)
+    assert rewritten(before, after_metrics) == ["val/score/32x32.json", "val/score/32x32.txt"]
+    with open(package / "pil_resize.py", "a") as module:
+        module.write("\n# an edit\n")
+    run_snakemake(user_workdir, snakefile=snakefile)
+    changed = rewritten(after_metrics, output_mtimes(user_workdir))
+    assert "val/labels/0.npz" in changed and "val/labels/1.npz" in changed
+    assert not [path for path in changed if path.startswith(("val/manifest", "val/ground_truth"))]

@@ -1,11 +1,18 @@
-"""Command line: `segsubmit validate-submission` re-checks a submission.csv outside the workflow."""
+"""Command line: `segsubmit validate-submission` re-checks a submission.csv outside the
+workflow; `segsubmit digests` prints which package modules each rule's rerun digest covers;
+`segsubmit config-docs` regenerates (or checks) config/config.yaml and config/README.md."""
 
 import argparse
 import sys
+from pathlib import Path
 
+from .codehash import digest_table
+from .config import default_config, default_config_yaml, with_config_table
 from .errors import SegsubmitError
 from .manifest import read_manifest
 from .submission import validate_submission
+
+DEFAULTS = default_config()
 
 
 def parse_arguments(argv):
@@ -17,29 +24,83 @@ def parse_arguments(argv):
     )
     validate.add_argument("csv", help="the submission.csv to check")
     validate.add_argument("manifest", help="the split's results/<split>/manifest.json")
-    validate.add_argument("--classes", type=int, default=11, help="number of classes (default 11)")
+    validate.add_argument(
+        "--classes",
+        type=int,
+        default=len(DEFAULTS["classes"]),
+        help="number of classes (default: the config default, %(default)s)",
+    )
     validate.add_argument(
         "--size",
         type=int,
         nargs=2,
-        default=[256, 256],
+        default=DEFAULTS["resize"]["size"],
         metavar=("H", "W"),
-        help="submission map size (default 256 256)",
+        help="submission map size (default: resize.size's default, %(default)s)",
     )
+    digests = commands.add_parser(
+        "digests", help="rule -> rerun digest -> the package modules it covers (markdown)"
+    )
+    digests.add_argument("workflow", nargs="?", default=".", help="workflow folder (default .)")
+    digests.add_argument(
+        "--modules-only", action="store_true", help="leave out the digests (README's table)"
+    )
+    docs = commands.add_parser(
+        "config-docs", help="regenerate config/config.yaml and config/README.md from the schema"
+    )
+    docs.add_argument("workflow", nargs="?", default=".", help="workflow folder (default .)")
+    docs.add_argument("--write", action="store_true", help="write the files (default: check)")
     return parser.parse_args(argv)
+
+
+def validate_command(arguments):
+    file_names = [entry["file_name"] for entry in read_manifest(arguments.manifest)]
+    rows = validate_submission(
+        arguments.csv, file_names, arguments.classes, arguments.size[0] * arguments.size[1]
+    )
+    print(f"valid: {arguments.csv} ({rows} rows)")
+
+
+def generated_config_files(workflow):
+    """{path: text it should hold} for the files generated from the schema."""
+    readme = Path(workflow) / "config" / "README.md"
+    return {
+        Path(workflow) / "config" / "config.yaml": default_config_yaml(),
+        readme: with_config_table(readme.read_text(encoding="utf-8")),
+    }
+
+
+def config_docs_command(arguments):
+    stale = []
+    for path, text in generated_config_files(arguments.workflow).items():
+        if path.read_text(encoding="utf-8") == text:
+            continue
+        if arguments.write:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+        else:
+            stale.append(str(path))
+    if stale:
+        raise SegsubmitError(
+            f"{', '.join(stale)}: stale; run `segsubmit config-docs --write` after editing "
+            "src/segsubmit/config.schema.yaml"
+        )
 
 
 def main(argv=None):
     arguments = parse_arguments(argv)
     try:
-        file_names = [entry["file_name"] for entry in read_manifest(arguments.manifest)]
-        rows = validate_submission(
-            arguments.csv, file_names, arguments.classes, arguments.size[0] * arguments.size[1]
-        )
+        if arguments.command == "validate-submission":
+            validate_command(arguments)
+        elif arguments.command == "digests":
+            rules_dir = Path(arguments.workflow) / "workflow" / "rules"
+            print(digest_table(rules_dir, with_digests=not arguments.modules_only), end="")
+        else:
+            config_docs_command(arguments)
     except SegsubmitError as err:
-        print(f"invalid: {err}", file=sys.stderr)
+        print(f"{'invalid' if arguments.command == 'validate-submission' else 'error'}: {err}",
+              file=sys.stderr)  # fmt: skip
         return 1
-    print(f"valid: {arguments.csv} ({rows} rows)")
     return 0
 
 

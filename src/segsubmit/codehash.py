@@ -1,19 +1,112 @@
-"""Digest of package modules, passed to rules as a param so editing the code a rule runs
-reruns it (Snakemake tracks only the rule's own script)."""
+"""Rerun digests: a rule's `code` param is the digest of the package modules its script reaches
+through imports, found with `ast` (imports inside functions included), so that editing any of
+them reruns the rule and editing any other module does not. Snakemake itself tracks only the
+rule's own script."""
 
+import ast
 import hashlib
+import re
 from pathlib import Path
 
+PACKAGE = "segsubmit"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def source_digest(*module_paths):
-    """sha256 (first 16 hex) over the named files/folders of the package, e.g. 'resize.py'."""
+def module_file(module, package_dir=PACKAGE_DIR):
+    """The file of a package module ('segsubmit.backends.base'), or None if it names none."""
+    parts = module.split(".")[1:]
+    path = package_dir.joinpath(*parts)
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    path = path.with_suffix(".py")
+    return path if parts and path.is_file() else None
+
+
+def absolute_base(node, module, is_package):
+    """The module an `ImportFrom` node imports from, made absolute."""
+    if not node.level:
+        return node.module
+    parts = module.split(".") if is_package else module.split(".")[:-1]
+    parts = parts[: len(parts) - (node.level - 1)]
+    return ".".join(parts + ([node.module] if node.module else []))
+
+
+def imported_names(source, module="", is_package=False):
+    """Every dotted name imported anywhere in `source` (with each `from x import y` giving both
+    `x` and `x.y`, since y may be a submodule)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = absolute_base(node, module, is_package)
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def package_modules(names, package_dir=PACKAGE_DIR):
+    """The package modules that importing `names` runs (a.b.c runs a, a.b and a.b.c)."""
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] != PACKAGE:
+            continue
+        for end in range(1, len(parts) + 1):
+            if module_file(".".join(parts[:end]), package_dir):
+                found.add(".".join(parts[:end]))
+    return found
+
+
+def import_closure(script_path, package_dir=PACKAGE_DIR):
+    """Sorted package modules a script reaches through imports, transitively."""
+    pending = package_modules(imported_names(Path(script_path).read_text()), package_dir)
+    closure = set()
+    while pending:
+        module = pending.pop()
+        closure.add(module)
+        path = module_file(module, package_dir)
+        names = imported_names(path.read_text(), module, path.name == "__init__.py")
+        pending |= package_modules(names, package_dir) - closure
+    return sorted(closure)
+
+
+def script_digest(script_path, package_dir=PACKAGE_DIR):
+    """sha256 (first 16 hex) over the files of the script's import closure."""
     digest = hashlib.sha256()
-    for module_path in sorted(module_paths):
-        path = PACKAGE_DIR / module_path
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(file.relative_to(PACKAGE_DIR).as_posix().encode())
-            digest.update(file.read_bytes())
+    for module in import_closure(script_path, package_dir):
+        digest.update(module.encode())
+        digest.update(module_file(module, package_dir).read_bytes())
     return digest.hexdigest()[:16]
+
+
+RULE_PATTERN = re.compile(r"^(?:rule|checkpoint) (\w+):", re.MULTILINE)
+SCRIPT_PATTERN = re.compile(r"^\s+script:\s*\n\s+\"([^\"]+)\"", re.MULTILINE)
+
+
+def rule_scripts(rules_dir):
+    """{rule name: script path} of the rules in `rules_dir`/*.smk that run a script."""
+    scripts = {}
+    for rule_file in sorted(Path(rules_dir).glob("*.smk")):
+        text = rule_file.read_text()
+        matches = list(RULE_PATTERN.finditer(text))
+        ends = [match.start() for match in matches[1:]] + [len(text)]
+        for match, end in zip(matches, ends, strict=False):  # no rules: no ends either
+            script = SCRIPT_PATTERN.search(text, match.start(), end)
+            if script:
+                scripts[match.group(1)] = (rule_file.parent / script.group(1)).resolve()
+    return scripts
+
+
+def digest_table(rules_dir, package_dir=PACKAGE_DIR, with_digests=True):
+    """Markdown table: each rule, its code digest (unless not `with_digests`), and the package
+    modules the digest covers."""
+    header = ["rule", "digest", "modules it covers (segsubmit.*)"]
+    if not with_digests:
+        header.remove("digest")
+    rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for rule, script in rule_scripts(rules_dir).items():
+        modules = [m.removeprefix(f"{PACKAGE}.") for m in import_closure(script, package_dir)]
+        cells = [f"`{rule}`", ", ".join("__init__" if m == PACKAGE else m for m in modules)]
+        if with_digests:
+            cells.insert(1, f"`{script_digest(script, package_dir)}`")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"

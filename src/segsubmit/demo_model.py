@@ -9,13 +9,18 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .backends.torchvision_backend import build_torchvision_model
+from .ground_truth import load_ground_truth, rasterize_ground_truth
 from .images import decode_rgb
-from .metrics import load_ground_truth, rasterize_ground_truth
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+
+def normalizer(mean, std):
+    """uint8 images (N, 3, H, W) -> float, normalised as the backends feed the model (`model.mean`
+    and `model.std`, RGB on the 0..1 scale)."""
+    mean = torch.tensor(mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(std).view(1, 3, 1, 1) * 255
+    return lambda images: (images.float() - mean) / std
 
 
 def load_training_pairs(json_path, data_root, class_names):
@@ -46,7 +51,7 @@ def random_crops(images, labels, crop, batch_size, generator):
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model, images, batch_size):
+def recalibrate_batchnorm(model, images, batch_size, normalize):
     """Replace BatchNorm running statistics by exact averages over `images` at full size.
 
     MobileNetV3's BN momentum (0.01) lags the fast-changing weights of a short training run, so
@@ -58,7 +63,7 @@ def recalibrate_batchnorm(model, images, batch_size):
         norm.momentum = None  # cumulative moving average
     model.train()
     for start in range(0, len(images), batch_size):
-        model((images[start : start + batch_size].float() - IMAGENET_MEAN) / IMAGENET_STD)
+        model(normalize(images[start : start + batch_size]))
     model.eval()
 
 
@@ -69,12 +74,15 @@ def train_demo_model(
     weights_path,
     architecture,
     steps,
+    crop,
+    seed,
+    mean,
+    std,
     batch_size=8,
-    crop=256,
-    seed=0,
     learning_rate=3e-3,
 ):
     """Train and save a state dict; returns the final training loss."""
+    normalize = normalizer(mean, std)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     images, labels = load_training_pairs(json_path, data_root, class_names)
@@ -85,7 +93,7 @@ def train_demo_model(
     with tqdm(range(steps), desc="train demo model", unit="step") as progress:
         for _ in progress:
             image_batch, label_batch = random_crops(images, labels, crop, batch_size, generator)
-            scores = model((image_batch.float() - IMAGENET_MEAN) / IMAGENET_STD)["out"]
+            scores = model(normalize(image_batch))["out"]
             loss = torch.nn.functional.cross_entropy(scores, label_batch.long())
             optimizer.zero_grad()
             loss.backward()
@@ -93,8 +101,18 @@ def train_demo_model(
             schedule.step()
             loss_value = loss.item()
             progress.set_postfix(loss=f"{loss_value:.3f}")
-    recalibrate_batchnorm(model, images, batch_size)
+    recalibrate_batchnorm(model, images, batch_size, normalize)
     with atomic_path(weights_path) as tmp_path:
         torch.save(model.state_dict(), tmp_path)
     log.info("demo model: %d steps, final loss %.4f -> %s", steps, loss_value, weights_path)
     return loss_value
+
+
+def demo_model_stage(
+    data_root, class_names, weights_path, architecture, steps, crop, seed, mean, std
+):
+    """Stage entry: train the demo model on the synthetic train split."""
+    train_demo_model(
+        f"{data_root}/train.json", data_root, class_names, weights_path, architecture, steps,
+        crop, seed, mean, std,
+    )  # fmt: skip

@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .backends import PredictorSettings, host_transform, load_predictor, resolve_device
+from .coco import load_coco
 from .errors import SegsubmitError
 from .images import decode_rgb
 from .labels import label_shard_writer
@@ -22,10 +24,10 @@ class ShardImages(Dataset):
     for an image that can't be used: errors travel as data, so a worker's failure reaches the
     user as its one-line message rather than a worker traceback."""
 
-    def __init__(self, entries, data_root, prepare=None):
+    def __init__(self, entries, data_root, transform=None):
         self.entries = entries
         self.data_root = Path(data_root)
-        self.prepare = prepare
+        self.transform = transform
 
     def __len__(self):
         return len(self.entries)
@@ -40,7 +42,7 @@ class ShardImages(Dataset):
                 f"{path}: decoded size {image.shape[2]}x{image.shape[1]} (after EXIF rotation) "
                 f"differs from the json's width x height {expected[1]}x{expected[0]}; fix the json"
             )
-        return self.prepare(image) if self.prepare else image
+        return self.transform(image) if self.transform else image
 
     def __getitem__(self, position):
         try:
@@ -93,14 +95,15 @@ def predict_with_backoff(predictor, batch, size):
         )
 
 
-def probe_batch(predictor, entry, batch_size):
-    """A zero batch shaped like `batch_size` prepared images of `entry`'s size, on the device."""
+def probe_batch(predictor, transform, entry, batch_size):
+    """A zero batch shaped like `batch_size` host-transformed images of `entry`'s size, on the
+    device."""
     image = torch.zeros((3, entry["height"], entry["width"]), dtype=torch.uint8)
-    prepared = predictor.prepare(image) if predictor.prepare else image
+    prepared = transform(image) if transform else image
     return prepared.to(predictor.device).expand(batch_size, *prepared.shape).contiguous()
 
 
-def largest_batch_size(predictor, entry, limit=256):
+def largest_batch_size(predictor, transform, entry, limit=256):
     """`infer.batch_size: auto`: the largest power of two (<= limit) whose forward pass fits on
     the GPU, probed once on `entry`'s image size; 1 on the CPU, where batching does not pay."""
     if predictor.device.type != "cuda":
@@ -110,7 +113,8 @@ def largest_batch_size(predictor, entry, limit=256):
     while fits * 2 <= limit:
         try:
             predictor.predict(
-                probe_batch(predictor, entry, fits * 2), (entry["height"], entry["width"])
+                probe_batch(predictor, transform, entry, fits * 2),
+                (entry["height"], entry["width"]),
             )
         except torch.cuda.OutOfMemoryError:
             break
@@ -170,11 +174,11 @@ def finish_host_copy(copy):
     return host.numpy()
 
 
-def shard_loader(entries, data_root, prepare, device, batch_size, workers):
-    """Batches of one image size, decoded (and `prepare`d) and stacked in the workers, pinned
-    by the loader's own thread for a GPU `device`."""
+def shard_loader(entries, data_root, transform, device, batch_size, workers):
+    """Batches of one image size, decoded (and `transform`ed) and stacked in the workers,
+    pinned by the loader's own thread for a GPU `device`."""
     return DataLoader(
-        ShardImages(entries, data_root, prepare),
+        ShardImages(entries, data_root, transform),
         batch_sampler=size_buckets(entries, batch_size),
         collate_fn=stack_same_size,
         num_workers=workers,
@@ -182,19 +186,9 @@ def shard_loader(entries, data_root, prepare, device, batch_size, workers):
     )
 
 
-def iter_shard_predictions(
-    entries, data_root, predictor, batch_size, workers, on_bad_image, loader=None
-):
-    """Yield (position in `entries`, label map) for every image, grouped by size, with progress.
-
-    `loader`: batches from `shard_loader` already started (workers decoding while the model
-    loaded); made here when None."""
-    if batch_size == "auto":
-        batch_size = largest_batch_size(predictor, entries[0]) if entries else 1
-    if loader is None:
-        loader = shard_loader(
-            entries, data_root, predictor.prepare, predictor.device, batch_size, workers
-        )
+def iter_shard_predictions(loader, entries, predictor, batch_size, workers, on_bad_image):
+    """Yield (position in `entries`, label map) for every image of `loader`'s batches (from
+    `shard_loader`), grouped by size, with progress; `batch_size` and `workers` are logged."""
     blank_files = []
     started = time.perf_counter()
     batches = batch_predictions(loader, entries, predictor, on_bad_image)
@@ -223,25 +217,51 @@ def iter_shard_predictions(
         )
 
 
-def predict_shard(entries, data_root, predictor, batch_size, workers, on_bad_image="error"):
-    """Label maps (uint8 numpy, original size) for `entries`, in their order."""
-    label_maps = [None] * len(entries)
-    predictions = iter_shard_predictions(
-        entries, data_root, predictor, batch_size, workers, on_bad_image
-    )
-    for position, label_map in predictions:
-        label_maps[position] = label_map
-    return label_maps
-
-
 def predict_shard_to_file(
-    entries, data_root, predictor, batch_size, workers, on_bad_image, labels_path, loader=None
+    loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
 ):
     """Stream every image's label map into `labels_path` as it is predicted (flat memory)."""
     total_pixels = sum(entry["height"] * entry["width"] for entry in entries)
     predictions = iter_shard_predictions(
-        entries, data_root, predictor, batch_size, workers, on_bad_image, loader
+        loader, entries, predictor, batch_size, workers, on_bad_image
     )
     with label_shard_writer(labels_path, total_pixels) as add:
         for position, label_map in predictions:
             add(entries[position]["id"], label_map)
+
+
+def infer_stage(
+    shard_path, labels_path, backend, predictor_settings, batch_size, workers, on_bad_image
+):
+    """Stage entry: predict every image of a shard; write its argmax label maps.
+
+    With a fixed batch size the DataLoader workers are started first: they fork from a small
+    process and decode the first batches while the model is built and the GPU initialised."""
+    started = time.perf_counter()
+    shard = load_coco(shard_path)
+    entries, data_root = shard["images"], shard["data_root"]
+    settings = PredictorSettings(**predictor_settings)
+    device = resolve_device(settings.device)
+    if device.type == "cuda":
+        # The main process only stacks and launches; a full intra-op thread pool there competes
+        # with the decoding workers (H100, 819 images: 1.9x -> 1.3x the model floor).
+        torch.set_num_threads(2)
+    transform = host_transform(backend, settings, device)
+    loader = None
+    if batch_size != "auto":
+        loader = shard_loader(entries, data_root, transform, device, batch_size, workers)
+        loader = iter(loader)  # forks the workers now
+    predictor = load_predictor(backend, settings, device)
+    log.info(
+        "infer: %d images on %s with %s; model ready %.2f s after the stage started",
+        len(entries),
+        predictor.device,
+        backend,
+        time.perf_counter() - started,
+    )
+    if loader is None:
+        batch_size = largest_batch_size(predictor, transform, entries[0]) if entries else 1
+        loader = shard_loader(entries, data_root, transform, device, batch_size, workers)
+    predict_shard_to_file(
+        loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
+    )

@@ -93,3 +93,11 @@ def read_label_shard(path):
     starts = ends - shapes.prod(axis=1)
     maps = [flat[s:e].reshape(h, w) for s, e, (h, w) in zip(starts, ends, shapes, strict=True)]
     return image_ids.tolist(), maps
+
+
+def maps_in_order(image_ids, shard_paths):
+    """The label maps of `image_ids`, in that order, from per-shard label files."""
+    maps_by_id = {}
+    for shard_path in shard_paths:
+        maps_by_id.update(zip(*read_label_shard(shard_path), strict=True))
+    return [maps_by_id[image_id] for image_id in image_ids]

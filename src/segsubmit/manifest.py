@@ -2,13 +2,17 @@
 
 import hashlib
 import json
+import logging
 import os
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from .atomic import write_json
 from .coco import load_coco, safe_relative_path, validate_coco
 from .errors import SegsubmitError
+
+log = logging.getLogger(__name__)
 
 
 def shard_of(file_name, shard_count):
@@ -77,3 +81,17 @@ def write_manifest(entries, manifest_path, shard_paths, data_root):
 def read_manifest(path):
     """The `images` list of a manifest or shard file."""
     return load_coco(path)["images"]
+
+
+def manifest_stage(json_path, data_root, class_names, manifest_path, shard_paths):
+    """Stage entry: validate the COCO json and its image files; write manifest + shard files."""
+    entries = build_manifest(json_path, data_root, class_names, len(shard_paths))
+    write_manifest(entries, manifest_path, shard_paths, data_root)
+    sizes = Counter(entry["shard"] for entry in entries)
+    log.info(
+        "manifest: %d images from %s in %d shards (sizes %s)",
+        len(entries),
+        json_path,
+        len(shard_paths),
+        [sizes[shard] for shard in range(len(shard_paths))],
+    )

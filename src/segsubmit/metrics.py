@@ -1,29 +1,14 @@
-"""Ground truth from COCO polygons and the competition's metrics (no torch needed)."""
+"""The competition's metrics (no torch needed) and the score stage."""
 
+import logging
 import warnings
 
 import numpy as np
 
-from .coco import category_class_index
+from .atomic import atomic_path, write_json
+from .labels import maps_in_order, read_label_shard
 
-
-def rasterize_ground_truth(coco_api, image_id, class_of_category):
-    """(H, W) uint8 class map: annotations drawn largest area first, so smaller objects win
-    (the competition baseline's order); unannotated pixels are background (0)."""
-    info = coco_api.imgs[image_id]
-    mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
-    annotations = coco_api.loadAnns(coco_api.getAnnIds(imgIds=image_id, iscrowd=None))
-    for annotation in sorted(annotations, key=lambda a: a["area"], reverse=True):
-        mask[coco_api.annToMask(annotation) == 1] = class_of_category[annotation["category_id"]]
-    return mask
-
-
-def load_ground_truth(json_path, class_names):
-    """(pycocotools COCO, {category id: class index}) for a json with annotations."""
-    from pycocotools.coco import COCO
-
-    coco_api = COCO(str(json_path))
-    return coco_api, category_class_index(json_path, coco_api.dataset, class_names)
+log = logging.getLogger(__name__)
 
 
 def confusion_matrix(ground_truth, prediction, num_classes):
@@ -84,3 +69,17 @@ def format_score_table(scores, class_names):
     if scores["per_image_mean_miou"] is not None:
         lines.append(f"{'mIoU (per-image mean)':<22}{scores['per_image_mean_miou']:>8.4f}")
     return "\n".join(lines)
+
+
+def score_stage(ground_truth_path, label_paths, score_path, table_path, class_names, size_name):
+    """Stage entry: mIoU and friends of the label maps against the cached ground truth."""
+    image_ids, truths = read_label_shard(ground_truth_path)
+    predictions = maps_in_order(image_ids, label_paths)
+    scores = score_images(truths, predictions, len(class_names))
+    scores["classes"] = list(class_names)
+    scores["size"] = size_name
+    table = format_score_table(scores, class_names)
+    write_json(score_path, scores)
+    with atomic_path(table_path) as tmp_path:
+        tmp_path.write_text(table + "\n")
+    log.info("score (%s):\n%s", size_name, table)

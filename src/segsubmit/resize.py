@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .errors import SegsubmitError
+from .labels import read_label_shard, write_label_shard
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +88,12 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
         stack = np.stack([label_maps[p] for p in positions])
         output[positions] = resize_stack(stack, tuple(size), interpolation)
     return output
+
+
+def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels):
+    """Stage entry: resize a shard's label maps to the submission size."""
+    check_interpolation(interpolation, allow_bilinear_labels)
+    image_ids, label_maps = read_label_shard(labels_path)
+    resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
+    write_label_shard(resized_path, image_ids, list(resized))
+    log.info("resize: %d maps -> %dx%d with %s (%s)", len(image_ids), *size, backend, interpolation)

@@ -2,11 +2,13 @@
 65536 space-separated class indices per row (256x256, row-major).
 
 Rows are built as bytes with numpy (byte-identical to the baseline's `' '.join(str(e) ...)` +
-pandas `to_csv(index=False)`, ~20x faster) and checked by `validate_submission`.
+pandas `to_csv(index=False)`, ~20x faster: `segsubmit.testing.write_submission_baseline` is that
+baseline) and the finished file is re-read and checked by `validate_submission`.
 """
 
 import csv
 import io
+import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
+from .labels import maps_in_order
+from .manifest import read_manifest
+
+log = logging.getLogger(__name__)
 
 HEADER = b"image_id,PredictionString\n"
 THREADS = min(8, os.cpu_count() or 1)  # rows encoded / parsed at once (numpy releases the GIL)
@@ -76,15 +82,6 @@ def write_submission(csv_path, file_names, label_maps, threads=None):
             handle.write(row)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def write_submission_baseline(csv_path, file_names, label_maps):
-    """The competition baseline's writer (pandas, str.join): the reference for tests/benchmarks."""
-    import pandas as pd
-
-    rows = [" ".join(str(e) for e in m.flatten().tolist()) for m in label_maps]
-    frame = pd.DataFrame({"image_id": list(file_names), "PredictionString": rows})
-    frame.to_csv(csv_path, index=False)
 
 
 def parse_prediction_string(text):
@@ -184,3 +181,29 @@ def validate_submission(
             if problem:
                 raise SegsubmitError(f"{csv_path}: line {line} {problem}")
     return len(body)
+
+
+def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size):
+    """Check the maps (one per manifest image, `size`, classes in range), then write
+    submission.csv in manifest order."""
+    entries = read_manifest(manifest_path)
+    label_maps = maps_in_order([entry["id"] for entry in entries], resized_paths)
+    check_label_maps(label_maps, tuple(size), num_classes)
+    write_submission(csv_path, [entry["file_name"] for entry in entries], label_maps)
+    log.info("submission: %d rows -> %s", len(entries), csv_path)
+
+
+def validate_stage(csv_path, manifest_path, report_path, num_classes, size):
+    """Re-read the finished submission.csv and record that it passed (a pass over the file as
+    written, not over the maps it was written from)."""
+    file_names = [entry["file_name"] for entry in read_manifest(manifest_path)]
+    rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1])
+    write_json(report_path, {"csv": str(csv_path), "rows": rows, "valid": True})
+    log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
+
+
+def submission_stage(manifest_path, resized_paths, csv_path, report_path, num_classes, size):
+    """Stage entry: `write_submission_stage`, then `validate_stage` on the finished file (one
+    job: one process start fewer on the run's critical path)."""
+    write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size)
+    validate_stage(csv_path, manifest_path, report_path, num_classes, size)

@@ -7,6 +7,7 @@ uses, largest object first, so the ground truth matches the image exactly.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 # (base BGR colour, texture kind, texture period in px) per object class 1..10
 CLASS_APPEARANCE = (
@@ -147,3 +150,10 @@ def make_demo_dataset(data_root, json_paths, counts, seed, size, class_names):
         first_id += counts[split]
         with atomic_path(json_paths[split]) as tmp_path:
             tmp_path.write_text(json.dumps(coco))
+
+
+def demo_dataset_stage(data_root, counts, seed, image_size, class_names):
+    """Stage entry: generate the synthetic demo dataset, `<data_root>/<split>.json` per split."""
+    json_paths = {split: Path(data_root) / f"{split}.json" for split in counts}
+    make_demo_dataset(data_root, json_paths, counts, seed, image_size, class_names)
+    log.info("demo dataset: %s images under %s", counts, data_root)

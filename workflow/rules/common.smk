@@ -1,9 +1,9 @@
-"""Paths and settings shared by the rules (derived from the validated config)."""
+"""Paths and settings shared by the rules (derived from the validated, checked config)."""
 
-from segsubmit.codehash import source_digest
-from segsubmit.errors import SegsubmitError
+from segsubmit.codehash import script_digest
 from segsubmit.manifest import listed_image_files
 
+SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
 INFER_ENV = (
     "../../envs/detectron2.yaml"
     if config["model"]["backend"] == "detectron2"
@@ -12,10 +12,10 @@ INFER_ENV = (
 RESULTS = config["results"]
 
 
-def code_version(*modules):
-    """Digest of the package modules a rule runs, always with the stage entry points
-    (stages.py, logs.py) that its script calls: editing any of them reruns the rule."""
-    return source_digest("stages.py", "logs.py", *modules)
+def code_digest(script):
+    """Digest of the package modules `workflow/scripts/<script>` reaches through its imports:
+    editing any of them reruns the rule, editing any other module does not."""
+    return script_digest(os.path.join(SCRIPTS_DIR, script))
 
 
 def result(path):
@@ -25,6 +25,9 @@ def result(path):
 
 CLASSES = config["classes"]
 SUBMISSION_SIZE = "{}x{}".format(*config["resize"]["size"])
+SCORE_SIZES = [SUBMISSION_SIZE] + (
+    ["input"] if config["score"]["at_input_size"] else []
+)
 SPLITS = list(config["data"]["splits"])
 SCORED_SPLITS = config["data"]["score"]
 SHARDS = list(range(config["data"]["shards"]))
@@ -33,26 +36,6 @@ USE_DEMO_MODEL = config["model"]["weights"] is None
 DEMO_ROOT = result("demo/data")
 DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
 WEIGHTS = result("demo/model.pt") if USE_DEMO_MODEL else config["model"]["weights"]
-
-unknown_scored = sorted(set(SCORED_SPLITS) - set(SPLITS))
-if unknown_scored:
-    raise SegsubmitError(
-        f"data.score: {unknown_scored} not in data.splits {SPLITS}; list only configured splits"
-    )
-if USE_DEMO_MODEL and config["model"]["backend"] != "torchvision":
-    raise SegsubmitError(
-        "model.weights: required for backend "
-        f"{config['model']['backend']!r} (the demo model is torchvision)"
-    )
-if USE_DEMO_DATA and not set(SPLITS) <= {"train", "val", "test"}:
-    raise SegsubmitError(
-        f"data.splits: the demo dataset has splits train/val/test, not {SPLITS}; "
-        "set data.root to use your own data"
-    )
-if config["model"]["backend"] == "detectron2" and not config["model"]["config_file"]:
-    raise SegsubmitError(
-        "model.config_file: the detectron2 backend needs the model's config.yaml"
-    )
 
 
 wildcard_constraints:
@@ -97,3 +80,9 @@ def benchmark_path(rule_name, pattern):
 def log_path(rule_name, pattern):
     """Log file of a rule's job."""
     return result(f"logs/{rule_name}/{pattern}.log")
+
+
+def scored_label_maps(wildcards):
+    """The maps a score is computed on: resized to the submission size, or at input size."""
+    folder = "labels" if wildcards.size == "input" else "resized"
+    return expand(result(f"{wildcards.split}/{folder}/{{shard}}.npz"), shard=SHARDS)

@@ -15,7 +15,7 @@ rule demo_dataset:
         seed=config["demo"]["seed"],
         image_size=config["demo"]["image_size"],
         classes=CLASSES,
-        code=code_version("synthetic.py", "atomic.py"),
+        code=code_digest("demo_dataset.py"),
     script:
         "../scripts/demo_dataset.py"
 
@@ -38,6 +38,8 @@ rule demo_model:
         crop=config["demo"]["crop"],
         seed=config["demo"]["seed"],
         classes=CLASSES,
-        code=code_version("demo_model.py", "images.py", "metrics.py", "backends"),
+        mean=config["model"]["mean"],
+        std=config["model"]["std"],
+        code=code_digest("demo_model.py"),
     script:
         "../scripts/demo_model.py"

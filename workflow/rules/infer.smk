@@ -30,6 +30,6 @@ rule infer:
         batch_size=config["infer"]["batch_size"],
         workers=config["infer"]["workers"],
         on_bad_image=config["infer"]["on_bad_image"],
-        code=code_version("infer.py", "images.py", "labels.py", "backends", "atomic.py"),
+        code=code_digest("infer.py"),
     script:
         "../scripts/infer.py"

@@ -21,7 +21,7 @@ checkpoint manifest:
         coco=lambda wildcards: coco_json(wildcards.split),
         data_root=DATA_ROOT,
         classes=CLASSES,
-        code=code_version("manifest.py", "coco.py", "atomic.py"),
+        code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"
 

@@ -17,6 +17,6 @@ rule resize:
         size=config["resize"]["size"],
         interpolation=config["resize"]["interpolation"],
         allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
-        code=code_version("resize.py", "labels.py", "atomic.py"),
+        code=code_digest("resize.py"),
     script:
         "../scripts/resize.py"

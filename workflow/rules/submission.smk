@@ -18,6 +18,6 @@ rule submission:
     params:
         num_classes=len(CLASSES),
         size=config["resize"]["size"],
-        code=code_version("submission.py", "labels.py", "manifest.py", "atomic.py"),
+        code=code_digest("submission.py"),
     script:
         "../scripts/submission.py"

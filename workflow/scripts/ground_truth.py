@@ -1,7 +1,7 @@
 """Rule ground_truth: rasterize a split's annotations once per size."""
 
+from segsubmit.ground_truth import ground_truth_stage
 from segsubmit.logs import run_stage
-from segsubmit.stages import ground_truth_stage
 
 run_stage(
     snakemake.log[0],

@@ -1,7 +1,7 @@
 """Rule infer: predict one shard's label maps."""
 
+from segsubmit.infer import infer_stage
 from segsubmit.logs import run_stage
-from segsubmit.stages import infer_stage
 
 run_stage(
     snakemake.log[0],

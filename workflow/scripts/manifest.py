@@ -1,7 +1,7 @@
 """Checkpoint manifest: validate the COCO json, write manifest + shard files."""
 
 from segsubmit.logs import run_stage
-from segsubmit.stages import manifest_stage
+from segsubmit.manifest import manifest_stage
 
 run_stage(
     snakemake.log[0],

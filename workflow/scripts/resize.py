@@ -1,7 +1,7 @@
 """Rule resize: label maps -> submission size."""
 
 from segsubmit.logs import run_stage
-from segsubmit.stages import resize_stage
+from segsubmit.resize import resize_stage
 
 run_stage(
     snakemake.log[0],

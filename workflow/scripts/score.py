@@ -1,7 +1,7 @@
-"""Rules score / score_at_input_size: mIoU against the cached ground truth."""
+"""Rule score: mIoU against the cached ground truth."""
 
 from segsubmit.logs import run_stage
-from segsubmit.stages import score_stage
+from segsubmit.metrics import score_stage
 
 run_stage(
     snakemake.log[0],

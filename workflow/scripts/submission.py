@@ -1,11 +1,11 @@
 """Rule submission: write submission.csv, then re-read and check the finished file."""
 
 from segsubmit.logs import run_stage
-from segsubmit.stages import submit_and_validate_stage
+from segsubmit.submission import submission_stage
 
 run_stage(
     snakemake.log[0],
-    submit_and_validate_stage,
+    submission_stage,
     manifest_path=snakemake.input.manifest,
     resized_paths=snakemake.input.resized,
     csv_path=snakemake.output.csv,

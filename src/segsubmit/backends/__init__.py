@@ -1,44 +1,37 @@
 """Model backends: each turns config into a `Predictor` that maps a batch of uint8 RGB images
-(N, 3, H, W) on its device to uint8 argmax label maps (N, H, W) at the same size."""
+(N, 3, H, W) on its device to uint8 argmax label maps (N, H, W) at the same size. Importing this
+package registers every backend; their heavy dependencies are imported only when one loads."""
 
-from .base import Predictor, PredictorSettings, resolve_device
-
-BACKENDS = ("torchvision", "torchscript", "detectron2")
-
-
-def load_predictor(backend, settings):
-    """Build the predictor of `backend` ("torchvision", "torchscript" or "detectron2")."""
-    if backend == "torchvision":
-        from .torchvision_backend import load_torchvision
-
-        return load_torchvision(settings)
-    if backend == "torchscript":
-        from .torchscript_backend import load_torchscript
-
-        return load_torchscript(settings)
-    if backend == "detectron2":
-        from .detectron2_backend import load_detectron2
-
-        return load_detectron2(settings)
-    raise ValueError(f"model.backend: unknown backend {backend!r}; choose one of {BACKENDS}")
+from ..errors import SegsubmitError
+from . import detectron2_backend, torchscript_backend, torchvision_backend  # noqa: F401 register
+from .base import BACKENDS, Predictor, PredictorSettings, resolve_device
 
 
-def worker_prepare(backend, settings, device):
-    """The `prepare` (see `Predictor`) that `load_predictor(backend, settings)` will give its
-    predictor on `device`, known without building the model: the DataLoader workers can start
-    decoding while the model loads."""
-    if backend == "detectron2":
-        from .detectron2_backend import worker_prepare as detectron2_worker_prepare
+def backend_named(name):
+    """The registered `Backend` class called `name`."""
+    if name not in BACKENDS:
+        raise SegsubmitError(
+            f"model.backend: unknown backend {name!r}; choose one of {sorted(BACKENDS)}"
+        )
+    return BACKENDS[name]
 
-        return detectron2_worker_prepare(settings, device)
-    return None
+
+def load_predictor(backend, settings, device=None):
+    """The predictor of `backend` on `device` (default: `resolve_device(settings.device)`)."""
+    return backend_named(backend).load(settings, device or resolve_device(settings.device))
+
+
+def host_transform(backend, settings, device):
+    """What `backend`'s DataLoader workers do to each decoded image (see `Backend`)."""
+    return backend_named(backend).host_transform(settings, device)
 
 
 __all__ = [
     "BACKENDS",
     "Predictor",
     "PredictorSettings",
+    "backend_named",
+    "host_transform",
     "load_predictor",
     "resolve_device",
-    "worker_prepare",
 ]

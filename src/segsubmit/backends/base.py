@@ -1,7 +1,8 @@
-"""What every backend shares: settings, device choice, precision, the predictor interface."""
+"""What every backend shares: settings, device choice, precision, the predictor interface and
+the registry of backends (name -> `Backend` class)."""
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -12,19 +13,19 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass(frozen=True)
 class PredictorSettings:
-    """Everything a backend needs to build its model (from `model:` and `infer:` config)."""
+    """Everything a backend needs to build its model, from the validated `model:` and `infer:`
+    config (`segsubmit.testing.predictor_settings` fills the schema's defaults)."""
 
     weights: str
     num_classes: int
-    device: str = "auto"
-    architecture: str = ""
-    config_file: str = ""
-    opts: tuple = ()
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
-    precision: str = "fp32"
-    channels_last: bool = False
-    extra: dict = field(default_factory=dict)
+    device: str
+    architecture: str
+    config_file: str
+    opts: tuple
+    mean: tuple
+    std: tuple
+    precision: str
+    channels_last: bool
 
 
 def resolve_device(name):
@@ -64,14 +65,11 @@ def load_state_dict(weights_path):
 
 
 class Predictor:
-    """The backend interface used by the infer stage.
+    """What a backend's model does in the infer stage.
 
-    - `prepare`: None, or a picklable callable run in DataLoader workers on each decoded
-      uint8 RGB image (3, H, W); it returns the uint8 tensor the model wants (e.g. resized).
-      Images of one original size must come out of it with one shape (batches are bucketed by
-      original size).
-    - `model_input(batch)`: the stacked (prepared) images, moved to `device` -> what the model
-      is fed; the place for preprocessing that is faster on the device (default: unchanged).
+    - `model_input(batch)`: the stacked images as the DataLoader delivers them (after the
+      backend's host transform, if any), moved to `device` -> what the model is fed; the place
+      for preprocessing that is faster on the device (default: unchanged).
     - `predict_prepared(prepared, size)`: model-ready images -> uint8 argmax labels (N, H, W)
       at the original `size` (H, W), on the device. `predict` chains the two.
 
@@ -80,9 +78,7 @@ class Predictor:
     needed.
     """
 
-    prepare = None
-
-    def __init__(self, device, num_classes, precision="fp32"):
+    def __init__(self, device, num_classes, precision):
         self.device = device
         self.num_classes = num_classes
         self.precision = precision
@@ -136,3 +132,34 @@ def check_class_count(source, found, expected):
             f"{source}: model predicts {found} classes but config `classes` lists {expected}; "
             "use the matching weights or classes"
         )
+
+
+BACKENDS = {}
+
+
+def register_backend(name):
+    """Class decorator: make a `Backend` subclass available as `model.backend: name`."""
+
+    def register(backend_class):
+        BACKENDS[name] = backend_class
+        return backend_class
+
+    return register
+
+
+class Backend:
+    """A model backend: how to build its `Predictor`, and what DataLoader workers do to each
+    decoded image before batching (its host transform)."""
+
+    @staticmethod
+    def host_transform(settings, device):
+        """None, or a picklable callable run in the DataLoader workers on each decoded uint8 RGB
+        image (3, H, W), returning the uint8 tensor `Predictor.model_input` expects. Images of
+        one original size must come out with one shape (batches are bucketed by original size).
+        Known from the settings alone, so workers can decode while the model loads."""
+        return None
+
+    @staticmethod
+    def load(settings, device):
+        """The backend's `Predictor` on `device`."""
+        raise NotImplementedError

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import SegsubmitError
 from ..pil_resize import pil_bilinear_resize
-from .base import Predictor, autocast_context, check_class_count, resolve_device
+from .base import Backend, Predictor, autocast_context, check_class_count, register_backend
 
 INSTALL_HINT = (
     "pip install -e '.[detectron2]' (installs it from github.com/facebookresearch/detectron2), "
@@ -112,31 +112,19 @@ class DefaultPredictorPreprocess:
         return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
 
 
-def host_preprocess(cfg, device):
-    """The `prepare` for the DataLoader workers: DefaultPredictor's preprocessing with Pillow
-    on the CPU; None on a GPU, where `Detectron2Predictor.model_input` does it (same pixels)."""
-    if device.type != "cpu":
-        return None
-    return DefaultPredictorPreprocess(
-        cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
-    )
-
-
-def worker_prepare(settings, device):
-    """`host_preprocess` from the settings alone, before any model is built (and before
-    detectron2 is imported at all when the device is a GPU)."""
-    if device.type != "cpu":
-        return None
-    require_detectron2()
-    return host_preprocess(load_config(settings.config_file, settings.opts, device), device)
+def preprocesses_on_host(device):
+    """DefaultPredictor's preprocessing runs in the DataLoader workers (Pillow) on the CPU, on
+    the device (`pil_bilinear_resize`, same pixels) otherwise."""
+    return device.type == "cpu"
 
 
 class Detectron2Predictor(Predictor):
     """A Detectron2 model whose outputs carry `sem_seg` logits.
 
-    On the CPU, `prepare` (Pillow, in the DataLoader workers) does DefaultPredictor's channel
-    order and resize; on a GPU the workers only decode and `model_input` does both on the
-    device with identical pixels (Pillow's resize was the host's bottleneck: ~16 ms an image).
+    On the CPU the backend's host transform (Pillow, in the DataLoader workers) does
+    DefaultPredictor's channel order and resize; on a GPU the workers only decode and
+    `model_input` does both on the device with identical pixels (Pillow's resize was the host's
+    bottleneck: ~16 ms an image).
     """
 
     def __init__(self, model, cfg, settings, device):
@@ -144,12 +132,12 @@ class Detectron2Predictor(Predictor):
         self.model = model
         self.input_format = cfg.INPUT.FORMAT
         self.min_size, self.max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
-        self.prepare = host_preprocess(cfg, device)
+        self.preprocessed_on_host = preprocesses_on_host(device)
 
     def model_input(self, batch):
         """RGB uint8 images (N, 3, H, W) on the device -> what DefaultPredictor feeds the model
-        (unchanged when `prepare` already did that in the workers)."""
-        if self.prepare is not None:
+        (unchanged when the host transform already did that in the workers)."""
+        if self.preprocessed_on_host:
             return batch
         if self.input_format == "BGR":
             batch = batch.flip(1)
@@ -177,12 +165,30 @@ class Detectron2Predictor(Predictor):
         return self.sem_seg_logits(prepared, size).argmax(dim=1).to(torch.uint8)
 
 
-def load_detectron2(settings):
+@register_backend("detectron2")
+class Detectron2Backend(Backend):
+    @staticmethod
+    def host_transform(settings, device):
+        """DefaultPredictor's preprocessing on the CPU; nothing on a GPU (detectron2 is then not
+        imported before the workers fork)."""
+        if not preprocesses_on_host(device):
+            return None
+        require_detectron2()
+        cfg = load_config(settings.config_file, settings.opts, device)
+        return DefaultPredictorPreprocess(
+            cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+        )
+
+    @staticmethod
+    def load(settings, device):
+        return load_detectron2(settings, device)
+
+
+def load_detectron2(settings, device):
     """Predictor for a Detectron2 config + checkpoint; checks its output before inference."""
     require_detectron2()
     from detectron2.modeling import build_model
 
-    device = resolve_device(settings.device)
     cfg = load_config(settings.config_file, settings.opts, device)
     model = build_model(cfg).eval()
     if settings.channels_last:

@@ -3,12 +3,18 @@
 import torch
 
 from ..errors import SegsubmitError
-from .base import NormalizedModelPredictor, check_class_count, resolve_device
+from .base import Backend, NormalizedModelPredictor, check_class_count, register_backend
 
 
-def load_torchscript(settings):
+@register_backend("torchscript")
+class TorchscriptBackend(Backend):
+    @staticmethod
+    def load(settings, device):
+        return load_torchscript(settings, device)
+
+
+def load_torchscript(settings, device):
     """Predictor for a scripted/traced module; its class count is checked on a tiny input."""
-    device = resolve_device(settings.device)
     try:
         module = torch.jit.load(settings.weights, map_location="cpu")
     except (RuntimeError, ValueError) as err:

@@ -3,7 +3,7 @@
 import torchvision
 
 from ..errors import SegsubmitError
-from .base import NormalizedModelPredictor, load_state_dict, resolve_device
+from .base import Backend, NormalizedModelPredictor, load_state_dict, register_backend
 
 
 def build_torchvision_model(architecture, num_classes):
@@ -19,7 +19,14 @@ def build_torchvision_model(architecture, num_classes):
     )
 
 
-def load_torchvision(settings):
+@register_backend("torchvision")
+class TorchvisionBackend(Backend):
+    @staticmethod
+    def load(settings, device):
+        return load_torchvision(settings, device)
+
+
+def load_torchvision(settings, device):
     """Predictor for `settings.architecture` with `settings.weights` loaded strictly."""
     model = build_torchvision_model(settings.architecture, settings.num_classes)
     state_dict = load_state_dict(settings.weights)
@@ -32,4 +39,4 @@ def load_torchvision(settings):
             f"{settings.weights}: weights do not fit {settings.architecture} with "
             f"{settings.num_classes} classes ({first_problem})"
         ) from err
-    return NormalizedModelPredictor(model, settings, resolve_device(settings.device))
+    return NormalizedModelPredictor(model, settings, device)

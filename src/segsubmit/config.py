@@ -1,0 +1,139 @@
+"""The configuration: its schema (the one source of every key, default and description), the
+documents generated from it, and the checks across keys that a schema cannot express."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .errors import SegsubmitError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+DEMO_SPLITS = ("train", "val", "test")
+
+
+def load_schema(path=SCHEMA_PATH):
+    """The config schema as a dict."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def schema_keys(schema, prefix=""):
+    """(dotted key, subschema) of every leaf key, in schema order; sections (objects whose
+    default is `{}`) are walked into."""
+    for name, subschema in schema.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        if subschema.get("default") == {} and "properties" in subschema:
+            yield from schema_keys(subschema, f"{key}.")
+        else:
+            yield key, subschema
+
+
+def default_config(schema=None):
+    """The configuration every default of the schema gives (nested dicts)."""
+    schema = schema or load_schema()
+    config = {}
+    for key, subschema in schema_keys(schema):
+        *sections, name = key.split(".")
+        target = config
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = subschema["default"]
+    return config
+
+
+def format_value(value):
+    """A default as it is written in YAML flow style (`null`, `[test, val]`, `"{split}.json"`)."""
+    text = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | dict):
+        text = yaml.safe_dump(
+            value, default_flow_style=True, allow_unicode=True, sort_keys=False
+        ).strip()
+    return text if isinstance(value, str) and "{" in value else text.strip('"')
+
+
+def config_table(schema=None):
+    """The markdown key table of config/README.md."""
+    schema = schema or load_schema()
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, subschema in schema_keys(schema):
+        default = subschema["default"]
+        shown = "the competition's 11" if key == "classes" else f"`{format_value(default)}`"
+        meaning = " ".join(subschema["description"].split()).replace("|", "\\|")
+        rows.append(f"| `{key}` | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def default_config_yaml(schema=None):
+    """config/config.yaml: every key at its default, each with its description as a comment."""
+    schema = schema or load_schema()
+    lines = [
+        "# segsubmit configuration: every key at its default. Generated from",
+        "# src/segsubmit/config.schema.yaml by `segsubmit config-docs --write`; do not edit by",
+        "# hand. Override keys with --configfile my.yaml (see config/README.md).",
+    ]
+    section = None
+    for key, subschema in schema_keys(schema):
+        *sections, name = key.split(".")
+        if sections and sections[0] != section:
+            section = sections[0]
+            lines += ["", f"{section}:"]
+        elif not sections:
+            section = None
+            lines.append("")
+        indent = "  " if sections else ""
+        for comment in wrap_comment(subschema["description"], 100 - len(indent) - 2):
+            lines.append(f"{indent}# {comment}")
+        if key == "classes":
+            lines.append("classes:")
+            lines += [f"  - {name}" for name in subschema["default"]]
+        else:
+            lines.append(f"{indent}{name}: {format_value(subschema['default'])}")
+    return "\n".join(lines) + "\n"
+
+
+def wrap_comment(text, width):
+    """`text` (whitespace collapsed) as lines of at most `width` characters."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else lines
+
+
+def check_config(config):
+    """Checks across keys, on a schema-validated config: one-line error naming the key."""
+    splits, scored = list(config["data"]["splits"]), config["data"]["score"]
+    unknown_scored = sorted(set(scored) - set(splits))
+    if unknown_scored:
+        raise SegsubmitError(
+            f"data.score: {unknown_scored} not in data.splits {splits}; list only configured splits"
+        )
+    backend = config["model"]["backend"]
+    if config["model"]["weights"] is None and backend != "torchvision":
+        raise SegsubmitError(
+            f"model.weights: required for backend {backend!r} (the demo model is torchvision)"
+        )
+    if config["data"]["root"] is None and not set(splits) <= set(DEMO_SPLITS):
+        raise SegsubmitError(
+            f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
+            "set data.root to use your own data"
+        )
+    if backend == "detectron2" and not config["model"]["config_file"]:
+        raise SegsubmitError(
+            "model.config_file: the detectron2 backend needs the model's config.yaml"
+        )
+
+
+TABLE_START, TABLE_END = "<!-- keys: generated from the schema -->", "<!-- end of keys -->"
+
+
+def with_config_table(readme_text, schema=None):
+    """config/README.md's text with the part between the table markers regenerated."""
+    before, start, rest = readme_text.partition(TABLE_START)
+    _, end, after = rest.partition(TABLE_END)
+    if not (start and end):
+        raise SegsubmitError(f"config/README.md: markers {TABLE_START} ... {TABLE_END} missing")
+    return f"{before}{TABLE_START}\n{config_table(schema)}{TABLE_END}{after}"

@@ -1,0 +1,43 @@
+"""Ground truth from COCO polygons: rasterized once per split and size, in manifest order."""
+
+import logging
+
+import numpy as np
+
+from .coco import category_class_index
+from .labels import write_label_shard
+from .manifest import read_manifest
+from .resize import resize_label_maps
+
+log = logging.getLogger(__name__)
+
+
+def rasterize_ground_truth(coco_api, image_id, class_of_category):
+    """(H, W) uint8 class map: annotations drawn largest area first, so smaller objects win
+    (the competition baseline's order); unannotated pixels are background (0)."""
+    info = coco_api.imgs[image_id]
+    mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
+    annotations = coco_api.loadAnns(coco_api.getAnnIds(imgIds=image_id, iscrowd=None))
+    for annotation in sorted(annotations, key=lambda a: a["area"], reverse=True):
+        mask[coco_api.annToMask(annotation) == 1] = class_of_category[annotation["category_id"]]
+    return mask
+
+
+def load_ground_truth(json_path, class_names):
+    """(pycocotools COCO, {category id: class index}) for a json with annotations."""
+    from pycocotools.coco import COCO
+
+    coco_api = COCO(str(json_path))
+    return coco_api, category_class_index(json_path, coco_api.dataset, class_names)
+
+
+def ground_truth_stage(json_path, manifest_path, ground_truth_path, class_names, size):
+    """Stage entry: the split's annotations rasterized in manifest order, resized to `size`
+    (h, w) with the submission's NEAREST rule, or kept at the images' size when `size` is None."""
+    entries = read_manifest(manifest_path)
+    coco_api, class_of_category = load_ground_truth(json_path, class_names)
+    truths = [rasterize_ground_truth(coco_api, entry["id"], class_of_category) for entry in entries]
+    if size is not None:
+        truths = list(resize_label_maps(truths, tuple(size), "albumentations"))
+    write_label_shard(ground_truth_path, [entry["id"] for entry in entries], truths)
+    log.info("ground truth: %d maps from %s", len(entries), json_path)

@@ -1,0 +1,137 @@
+"""Builders that tests and benchmarks share (as detectron2 keeps `utils/testing.py`): synthetic
+datasets, saved models, settings from the schema's defaults, reference implementations. Not
+used by the workflow's stages."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .config import default_config
+from .synthetic import make_demo_dataset
+
+DEFAULTS = default_config()
+CLASSES = list(DEFAULTS["classes"])
+NUM_CLASSES = len(CLASSES)
+
+
+def make_dataset(root, counts, size=64, seed=0, class_names=CLASSES):
+    """Synthetic COCO dataset under `root` (`<split>.json` + JPEGs per split in `counts`)."""
+    root = Path(root)
+    json_paths = {split: root / f"{split}.json" for split in counts}
+    make_demo_dataset(root, json_paths, counts, seed, size, class_names)
+    return root
+
+
+def replicate_dataset(root, count, unique=64, size=512):
+    """`root/val.json` listing `count` JPEGs: byte copies of `unique` synthetic ones under
+    distinct names (batch_0N_vt/NNNNN.jpg), with their annotations."""
+    root = Path(root)
+    make_dataset(root / "unique", {"val": unique}, size=size)
+    source = json.loads((root / "unique" / "val.json").read_text())
+    images, annotations = [], []
+    for index in range(count):
+        original = source["images"][index % unique]
+        file_name = f"batch_{index % 3 + 1:02d}_vt/{index:05d}.jpg"
+        (root / file_name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / "unique" / original["file_name"], root / file_name)
+        images.append({**original, "id": index, "file_name": file_name})
+        for annotation in source["annotations"]:
+            if annotation["image_id"] == original["id"]:
+                annotations.append({**annotation, "id": len(annotations) + 1, "image_id": index})
+    (root / "val.json").write_text(
+        json.dumps({**source, "images": images, "annotations": annotations})
+    )
+    return root / "val.json"
+
+
+def save_random_model(path, seed=0, architecture=None, num_classes=NUM_CLASSES):
+    """An untrained torchvision segmentation state dict (default: the schema's architecture)."""
+    import torch
+
+    from .backends.torchvision_backend import build_torchvision_model
+
+    torch.manual_seed(seed)
+    model = build_torchvision_model(architecture or DEFAULTS["model"]["architecture"], num_classes)
+    torch.save(model.state_dict(), path)
+    return Path(path)
+
+
+def semantic_fpn(cfg, num_classes=NUM_CLASSES):
+    """configs/Misc/semantic_R_50_FPN_1x.yaml's model, inlined."""
+    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_classes
+
+
+def write_detectron2_model(folder, configure=semantic_fpn, seed=0):
+    """A full config.yaml (as detectron2's training writes it) and a random-init checkpoint
+    `model_final.pth` in `folder`; needs detectron2."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    folder = Path(folder)
+    cfg = get_cfg()
+    configure(cfg)
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    DetectionCheckpointer(model, save_dir=str(folder)).save("model_final")
+    (folder / "config.yaml").write_text(cfg.dump())
+    return folder / "config.yaml", folder / "model_final.pth"
+
+
+def predictor_settings(weights, num_classes=NUM_CLASSES, **overrides):
+    """`PredictorSettings` with the schema's `model:` and `infer:` defaults, then `overrides`."""
+    from .backends import PredictorSettings
+
+    model, infer = DEFAULTS["model"], DEFAULTS["infer"]
+    values = {
+        "weights": str(weights),
+        "num_classes": num_classes,
+        "device": model["device"],
+        "architecture": model["architecture"],
+        "config_file": model["config_file"] or "",
+        "opts": tuple(model["opts"]),
+        "mean": tuple(model["mean"]),
+        "std": tuple(model["std"]),
+        "precision": infer["precision"],
+        "channels_last": infer["channels_last"],
+    }
+    return PredictorSettings(**{**values, **overrides})
+
+
+def predict_shard(
+    entries, data_root, predictor, batch_size, workers, on_bad_image="error", transform=None
+):
+    """Label maps (uint8 numpy, original size) for manifest `entries`, in their order, held in
+    memory (the infer stage streams them to a file instead). `transform`: the backend's host
+    transform (`segsubmit.backends.host_transform`)."""
+    from .infer import iter_shard_predictions, largest_batch_size, shard_loader
+
+    if batch_size == "auto":
+        batch_size = largest_batch_size(predictor, transform, entries[0])
+    loader = shard_loader(entries, data_root, transform, predictor.device, batch_size, workers)
+    label_maps = [None] * len(entries)
+    predictions = iter_shard_predictions(
+        loader, entries, predictor, batch_size, workers, on_bad_image
+    )
+    for position, label_map in predictions:
+        label_maps[position] = label_map
+    return label_maps
+
+
+def write_submission_baseline(csv_path, file_names, label_maps):
+    """The competition baseline's writer (pandas, str.join): the reference the fast writer is
+    checked and timed against."""
+    import pandas as pd
+
+    rows = [" ".join(str(e) for e in np.asarray(m).flatten().tolist()) for m in label_maps]
+    frame = pd.DataFrame({"image_id": list(file_names), "PredictionString": rows})
+    frame.to_csv(csv_path, index=False)

@@ -1,0 +1,115 @@
+"""The project's structure holds by construction: rerun digests follow imports, the generated
+config documents match the schema, cross-key config checks fail early with one line."""
+
+import re
+import shutil
+
+import pytest
+from conftest import REPO_ROOT
+
+from segsubmit.cli import main as cli_main
+from segsubmit.codehash import (
+    PACKAGE_DIR,
+    digest_table,
+    import_closure,
+    module_file,
+    rule_scripts,
+    script_digest,
+)
+from segsubmit.config import check_config, default_config
+from segsubmit.errors import SegsubmitError
+
+RULES_DIR = REPO_ROOT / "workflow" / "rules"
+RULE_SCRIPTS = rule_scripts(RULES_DIR)
+ALL_MODULES = sorted(
+    ".".join(("segsubmit", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(
+        ".__init__"
+    )
+    for path in PACKAGE_DIR.rglob("*.py")
+)
+
+
+@pytest.fixture(scope="module")
+def package_copy(tmp_path_factory):
+    """A copy of the package whose modules the tests edit."""
+    copy = tmp_path_factory.mktemp("package") / "segsubmit"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_every_script_rule_is_found():
+    assert {"manifest", "infer", "resize", "submission", "ground_truth", "score"} <= set(
+        RULE_SCRIPTS
+    )
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_SCRIPTS))
+def test_digest_changes_exactly_with_the_modules_in_the_rules_closure(rule, package_copy):
+    script = RULE_SCRIPTS[rule]
+    closure = set(import_closure(script, package_copy))
+    before = script_digest(script, package_copy)
+    for module in ALL_MODULES:
+        path = module_file(module, package_copy)
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# edited\n")
+        try:
+            changed = script_digest(script, package_copy) != before
+        finally:
+            path.write_bytes(original)
+        assert changed == (module in closure), f"{rule}: editing {module}"
+
+
+def test_closures_separate_the_stages():
+    closure = {rule: set(import_closure(script)) for rule, script in RULE_SCRIPTS.items()}
+    assert "segsubmit.pil_resize" in closure["infer"]  # decides the detectron2 GPU pixels
+    assert "segsubmit.infer" not in closure["score"] | closure["resize"] | closure["submission"]
+    assert "segsubmit.metrics" not in closure["infer"]
+    assert "segsubmit.backends" not in closure["manifest"] | closure["score"]
+
+
+def test_every_script_rule_passes_its_own_digest():
+    for rule_file in RULES_DIR.glob("*.smk"):
+        text = rule_file.read_text()
+        for script in re.findall(r'"\.\./scripts/(\w+\.py)"', text):
+            assert f'code=code_digest("{script}")' in text, f"{rule_file.name}: {script}"
+
+
+def test_readme_quotes_the_digest_table():
+    table = digest_table(RULES_DIR, with_digests=False)
+    assert table in (REPO_ROOT / "README.md").read_text(), "run: segsubmit digests --modules-only"
+
+
+def test_generated_config_files_are_current(capsys):
+    assert cli_main(["config-docs", str(REPO_ROOT)]) == 0, capsys.readouterr().err
+
+
+def test_config_docs_check_names_a_stale_file(tmp_path, capsys):
+    shutil.copytree(REPO_ROOT / "config", tmp_path / "config")
+    (tmp_path / "config" / "config.yaml").write_text("results: elsewhere\n")
+    assert cli_main(["config-docs", str(tmp_path)]) == 1
+    assert "config.yaml: stale; run `segsubmit config-docs --write`" in capsys.readouterr().err
+
+
+def with_changes(**sections):
+    config = default_config()
+    for section, values in sections.items():
+        config[section] = {**config[section], **values}
+    return config
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data": {"score": ["train"]}}, r"data.score: \['train'\] not in data.splits"),
+        ({"model": {"backend": "detectron2"}}, "model.weights: required for backend"),
+        ({"data": {"splits": ["holdout"], "score": []}}, "data.splits: the demo dataset"),
+        (
+            {"model": {"backend": "detectron2", "weights": "w.pth"}},
+            "model.config_file: the detectron2 backend needs",
+        ),
+    ],
+)
+def test_cross_key_checks_name_the_key(changes, message):
+    check_config(default_config())
+    with pytest.raises(SegsubmitError, match=message):
+        check_config(with_changes(**changes))
