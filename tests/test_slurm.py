@@ -27,7 +27,7 @@ from slurm_cluster import install_packages, start_cluster, unavailable_reason
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 PROFILE = REPO_ROOT / "profiles" / "slurm"
-COMPARED = ("submission.csv", "submission.valid.json", "score.json", "score.txt")
+COMPARED = ("submission.csv", "submission.valid.json", "score/32x32.json", "score/32x32.txt")
 RUN_TIMEOUT = 600
 
 
