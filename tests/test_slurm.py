@@ -7,6 +7,7 @@ by a session fixture and stopped by its pids; see tests/slurm_cluster.py. Withou
 packages the test skips and says why.
 """
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,8 @@ def slurm_cluster(request, tmp_path_factory):
 
     The node advertises the largest CPU and memory request of the profile, so that the profile
     runs unchanged on a small CI machine."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm not installed: pip install -e '.[test]'")
     reason = unavailable_reason() or install_packages()
     if reason:
         pytest.skip(f"no local SLURM: {reason}")
@@ -67,6 +70,20 @@ def slurm_command():
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
         "--slurm-keep-successful-logs",
     ]  # fmt: skip
+
+
+def run_on_slurm(cluster, workdir):
+    """Run slurm_command() in `workdir`; fail with the queue and daemon logs if it hangs."""
+    try:
+        return subprocess.run(
+            slurm_command(), cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+            env={**SNAKEMAKE_ENV, **cluster.env},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as timeout:
+        stderr = timeout.stderr or b""  # bytes even with text=True
+        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        queue = cluster.run("squeue", "--states=all", check=False).stdout
+        pytest.fail(f"no result after {RUN_TIMEOUT} s:\n{stderr}\n{queue}\n{cluster.logs()}")
 
 
 def submitted_jobs(cluster):
@@ -116,6 +133,7 @@ def job_request(job):
 
 
 def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
+    """profiles/slurm as is: every job via sbatch with its rule's request, the same bytes."""
     local, remote = tmp_path / "local", tmp_path / "slurm"
     make_dataset(local / "data", {"train": 1, "val": 12, "test": 1})
     save_random_model(local / "model.pt")
@@ -124,13 +142,11 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     run_snakemake(local)
 
     started = time.monotonic()
-    result = subprocess.run(
-        slurm_command(), cwd=remote, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        env={**SNAKEMAKE_ENV, **slurm_cluster.env},
-    )  # fmt: skip
+    result = run_on_slurm(slurm_cluster, remote)
     elapsed = time.monotonic() - started
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"snakemake on SLURM failed:\n{output}\n{slurm_cluster.logs()}"
+    assert result.returncode == 0, (
+        f"snakemake on SLURM failed:\n{result.stdout}\n{result.stderr}\n{slurm_cluster.logs()}"
+    )
     print(f"SLURM end-to-end run on the tiny config: {elapsed:.1f} s")
 
     by_rule = jobs_by_rule(slurm_cluster, remote)
