@@ -30,6 +30,10 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 PROFILE = REPO_ROOT / "profiles" / "slurm"
 COMPARED = ("submission.csv", "submission.valid.json", "score/32x32.json", "score/32x32.txt")
 RUN_TIMEOUT = 600
+RULES = sorted(
+    ["manifest", "infer", "resize", "ground_truth", "submission", "score"]
+    + ["report_figures", "report_runtimes"]
+)
 
 
 def profile_requests(profile=PROFILE):
@@ -150,7 +154,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     print(f"SLURM end-to-end run on the tiny config: {elapsed:.1f} s")
 
     by_rule = jobs_by_rule(slurm_cluster, remote)
-    assert sorted(by_rule) == ["ground_truth", "infer", "manifest", "resize", "score", "submission"]
+    assert sorted(by_rule) == RULES
     assert len(by_rule["infer"]) == len(by_rule["resize"]) == 2
     for rule, jobs in by_rule.items():
         expected = requested(rule)
