@@ -6,6 +6,7 @@ no device ids. The claim is what keeps two concurrent jobs off one GPU. Standard
 (no torch import), so the Snakefile can count GPUs cheaply with `visible_gpu_ids()`.
 """
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -78,10 +79,8 @@ def open_lock(path):
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except PermissionError:
         return os.open(path, os.O_RDONLY)
-    try:
+    with contextlib.suppress(PermissionError):  # another user's file that we may still write
         os.fchmod(descriptor, 0o666)
-    except PermissionError:
-        pass  # another user's file that we may still write
     return descriptor
 
 
