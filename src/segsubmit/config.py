@@ -127,6 +127,30 @@ def check_config(config):
         )
 
 
+OUTPUT_CACHE_VARIABLE = "SNAKEMAKE_OUTPUT_CACHE"
+
+
+def cache_requested(cache_rules, rule):
+    """Whether this run's `--cache` (Snakemake's `workflow_settings.cache`: None without the
+    flag, [] for every eligible rule, else the named rules) covers `rule`."""
+    return cache_rules is not None and (not cache_rules or rule in cache_rules)
+
+
+def check_output_cache(environ):
+    """`--cache` needs `$SNAKEMAKE_OUTPUT_CACHE`, an existing folder (Snakemake itself only
+    warns, then fails at the first cached job)."""
+    location = environ.get(OUTPUT_CACHE_VARIABLE)
+    if not location:
+        raise SegsubmitError(
+            f"--cache: set {OUTPUT_CACHE_VARIABLE} to a folder shared by everyone who reuses "
+            "predictions, e.g. export SNAKEMAKE_OUTPUT_CACHE=/shared/segsubmit-cache"
+        )
+    if not Path(location).is_dir():
+        raise SegsubmitError(
+            f"{OUTPUT_CACHE_VARIABLE}={location}: not a folder; create it (writable by the team)"
+        )
+
+
 TABLE_START, TABLE_END = "<!-- keys: generated from the schema -->", "<!-- end of keys -->"
 
 

@@ -1,6 +1,7 @@
 """Paths and settings shared by the rules (derived from the validated, checked config)."""
 
 from segsubmit.codehash import script_digest
+from segsubmit.config import cache_requested, check_output_cache
 from segsubmit.manifest import listed_image_files
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
@@ -10,6 +11,10 @@ INFER_ENV = (
     else "../../envs/torch.yaml"
 )
 RESULTS = config["results"]
+# `--cache`: shard predictions are shared between checkouts through $SNAKEMAKE_OUTPUT_CACHE.
+INFER_CACHED = cache_requested(workflow.workflow_settings.cache, "infer")
+if INFER_CACHED:
+    check_output_cache(os.environ)
 
 
 def code_digest(script):

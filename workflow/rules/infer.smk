@@ -1,4 +1,12 @@
-"""infer: batched inference per shard -> uint8 argmax label maps at the images' own size."""
+"""infer: batched inference per shard -> uint8 argmax label maps at the images' own size.
+
+With `--cache` the rule is cached between workflows (README: "Sharing predictions"). Its key is Snakemake's
+provenance hash: this script, the params, the weights' content and, for the shard file, the
+manifest job's own hash (json + images + its params) - not the shard file's content and not the
+wildcards. So `shard` is a param and the manifest's params hold the shard count: without them,
+every shard of a split would get one key. No `benchmark:` (Snakemake refuses it on a cacheable
+rule): the job's log holds its timings and peak memory.
+"""
 
 
 rule infer:
@@ -9,13 +17,13 @@ rule infer:
         result("{split}/labels/{shard}.npz"),
     log:
         log_path("infer", "{split}/{shard}"),
-    benchmark:
-        benchmark_path("infer", "{split}/{shard}")
+    cache: "omit-software" if INFER_CACHED else False
     conda:
         INFER_ENV
     resources:
         gpu=1,
     params:
+        shard="{shard}",
         backend=config["model"]["backend"],
         settings={
             "num_classes": len(CLASSES),

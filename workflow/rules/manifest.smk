@@ -21,6 +21,7 @@ checkpoint manifest:
         coco=lambda wildcards: coco_json(wildcards.split),
         data_root=DATA_ROOT,
         classes=CLASSES,
+        shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
         code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"
