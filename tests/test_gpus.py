@@ -63,11 +63,11 @@ def test_visible_gpu_ids_from_cuda_visible_devices():
     assert visible_gpu_ids({"CUDA_VISIBLE_DEVICES": "0,-1,2"}) == ["0"]  # as CUDA reads it
 
 
-def test_visible_gpu_ids_from_device_nodes(tmp_path):
-    for name in ("nvidia0", "nvidia3", "nvidiactl", "nvidia-uvm", "nvidia-modeset"):
-        (tmp_path / name).touch()
-    assert visible_gpu_ids({}, dev_dir=tmp_path) == ["0", "1"]  # CUDA numbers them 0..N-1
-    assert visible_gpu_ids({}, dev_dir=tmp_path / "missing") == []
+def test_visible_gpu_ids_from_the_driver_list(tmp_path):
+    (tmp_path / "0000:19:00.0").mkdir()
+    (tmp_path / "0000:3b:00.0").mkdir()
+    assert visible_gpu_ids({}, tmp_path) == ["0", "1"]  # CUDA numbers them 0..N-1
+    assert visible_gpu_ids({}, tmp_path / "missing") == []
 
 
 def test_lock_dir_is_per_host_or_per_slurm_job(tmp_path):
@@ -134,3 +134,12 @@ def test_a_killed_holder_frees_its_gpu(tmp_path):
         assert claimed(successor, timeout=30) == "7"
     finally:
         stop(successor)
+
+
+def test_counting_gpus_imports_no_torch():
+    code = (
+        "import sys; from segsubmit.config import visible_gpu_count; visible_gpu_count(); "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

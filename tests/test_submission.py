@@ -48,7 +48,7 @@ def test_rows_match_str_join_for_any_values_and_names(tmp_path_factory, values, 
 
 def test_validator_accepts_written_file(tmp_path):
     write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
-    assert validate_submission(tmp_path / "s.csv", NAMES, 11) == 6
+    assert validate_submission(tmp_path / "s.csv", NAMES, 11, 256 * 256) == 6
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_validator_names_the_problem(tmp_path, mutate, message):
     text = (tmp_path / "s.csv").read_text()
     (tmp_path / "s.csv").write_text(mutate(text))
     with pytest.raises(SegsubmitError, match=message):
-        validate_submission(tmp_path / "s.csv", NAMES, 11)
+        validate_submission(tmp_path / "s.csv", NAMES, 11, 256 * 256)
 
 
 def test_cli_validates(tmp_path):

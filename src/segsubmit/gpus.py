@@ -23,24 +23,24 @@ DEFAULT_LOCK_DIR = "/tmp/segsubmit-gpu-locks"
 CLAIMING_DEVICES = ("auto", "cuda")
 
 
-def visible_gpu_ids(environ=None, dev_dir="/dev"):
-    """Ids of the GPUs this process may use, as `CUDA_VISIBLE_DEVICES` would name them, found
-    without initialising CUDA: the entries of `CUDA_VISIBLE_DEVICES` when it is set (empty or
-    starting with -1: none), else "0".."N-1" for the N `/dev/nvidia<k>` device nodes."""
+def visible_gpu_ids(environ=None, driver_dir="/proc/driver/nvidia/gpus"):
+    """Ids of the GPUs this process may use, as `CUDA_VISIBLE_DEVICES` names them, found
+    without initialising CUDA: its entries when it is set (empty, or from an entry starting
+    with -1 on: none, as CUDA reads it), else "0".."N-1" for the N GPUs of the NVIDIA driver's
+    list (CUDA numbers them so)."""
     environ = os.environ if environ is None else environ
     listed = environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         ids = []
         for entry in (part.strip() for part in listed.split(",")):
             if not entry or entry.startswith("-"):
-                break  # CUDA ignores everything from an invalid entry on
+                break
             ids.append(entry)
         return ids
     try:
-        nodes = [name for name in os.listdir(dev_dir) if re.fullmatch(r"nvidia\d+", name)]
+        return [str(index) for index in range(len(os.listdir(driver_dir)))]
     except OSError:
         return []
-    return [str(index) for index in range(len(nodes))]
 
 
 def lock_dir(environ=None):

@@ -2,7 +2,7 @@
 
 With `--cache` the rule is cached between workflows (README: "Sharing predictions"). Its key is Snakemake's
 provenance hash: this script, the params, the weights' content and, for the shard file, the
-manifest job's own hash (json + images + its params) - not the shard file's content and not the
+manifest job's own hash (the json's content + its params) - not the shard file's content and not the
 wildcards. So `shard` is a param and the manifest's params hold the shard count: without them,
 every shard of a split would get one key. No `benchmark:` (Snakemake refuses it on a cacheable
 rule): the job's log holds its timings and peak memory.

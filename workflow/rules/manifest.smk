@@ -19,6 +19,7 @@ checkpoint manifest:
         "../../envs/core.yaml"
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
+        images=images_fingerprint,
         data_root=DATA_ROOT,
         classes=CLASSES,
         shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
