@@ -242,11 +242,11 @@ def claim_gpu_before_cuda(device):
 
 
 def log_peak_memory():
-    """Peak resident memory of this process and of its largest finished worker (the job's
-    memory record: a cacheable rule can't have a Snakemake `benchmark:` file)."""
+    """Peak resident memory of this process and of its largest finished child (DataLoader
+    workers): the job's memory record, as a cacheable rule has no Snakemake `benchmark:`."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    log.info("infer: peak memory %.2f GiB, largest worker %.2f GiB", own, workers)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    log.info("infer: peak memory %.2f GiB, largest child process %.2f GiB", own, children)
 
 
 def infer_stage(
