@@ -38,6 +38,10 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/resize.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -48,3 +52,5 @@ rule all:
         expand(
             result("{split}/score/{size}.json"), split=SCORED_SPLITS, size=SCORE_SIZES
         ),
+        expand(result("{split}/report/scores.html"), split=SCORED_SPLITS),
+        result("report/runtimes.png"),

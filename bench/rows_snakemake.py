@@ -10,7 +10,8 @@ from pathlib import Path
 from rows_stages import SIZE
 from timing import timed_process
 
-from segsubmit.submission import parse_prediction_string, read_csv_rows
+from segsubmit.submission import iter_csv_records
+from segsubmit.testing import parse_prediction_string
 
 BENCH = Path(__file__).resolve().parent
 REPO_ROOT = BENCH.parent
@@ -65,11 +66,19 @@ def snakemake_rows(table, arguments, work, model, data_root):
 
 def csv_agreement(csv_a, csv_b):
     """Fraction of equal pixels of two submission CSVs with the same rows."""
-    rows_a, rows_b = read_csv_rows(csv_a)[1:], read_csv_rows(csv_b)[1:]
-    assert [row[0] for row in rows_a] == [row[0] for row in rows_b], "rows differ"
-    pairs = [(parse_prediction_string(a[1]), parse_prediction_string(b[1]))
-             for a, b in zip(rows_a, rows_b, strict=True)]  # fmt: skip
-    return sum(int((a == b).sum()) for a, b in pairs) / sum(a.size for a, _ in pairs)
+    equal = total = 0
+    with open(csv_a, "rb") as file_a, open(csv_b, "rb") as file_b:
+        rows = zip(iter_csv_records(iter(file_a)), iter_csv_records(iter(file_b)), strict=True)
+        next(rows)  # the headers
+        for row_a, row_b in rows:
+            assert row_a[0] == row_b[0], f"rows differ: {row_a[0]} vs {row_b[0]}"
+            values_a, values_b = (
+                parse_prediction_string(row_a[1]),
+                parse_prediction_string(row_b[1]),
+            )
+            equal += int((values_a == values_b).sum())
+            total += values_a.size
+    return equal / total
 
 
 def runs(times):
