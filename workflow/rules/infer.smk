@@ -9,10 +9,10 @@ shard count: without them, every shard of a split would get one key. Snakemake r
 run caches it (the job's log holds its timings and peak memory either way).
 """
 
-INFER_PARAMS = {
-    "shard": "{shard}",
-    "backend": config["model"]["backend"],
-    "settings": {
+INFER_PARAMS = dict(
+    shard="{shard}",
+    backend=config["model"]["backend"],
+    settings={
         "num_classes": len(CLASSES),
         "device": config["model"]["device"],
         "architecture": config["model"]["architecture"],
@@ -22,11 +22,11 @@ INFER_PARAMS = {
         "precision": config["infer"]["precision"],
         "channels_last": config["infer"]["channels_last"],
     },
-    "batch_size": config["infer"]["batch_size"],
-    "workers": config["infer"]["workers"],
-    "on_bad_image": config["infer"]["on_bad_image"],
-    "code": code_digest("infer.py"),
-}
+    batch_size=config["infer"]["batch_size"],
+    workers=config["infer"]["workers"],
+    on_bad_image=config["infer"]["on_bad_image"],
+    code=code_digest("infer.py"),
+)
 
 
 if INFER_CACHED:
