@@ -10,7 +10,8 @@ from pathlib import Path
 from rows_stages import SIZE
 from timing import timed_process
 
-from segsubmit.submission import iter_csv_records, parse_prediction_string
+from segsubmit.submission import iter_csv_records
+from segsubmit.testing import parse_prediction_string
 
 BENCH = Path(__file__).resolve().parent
 REPO_ROOT = BENCH.parent

@@ -17,7 +17,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
-from .labels import maps_in_order
+from .labels import batched, maps_in_order
 from .manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -95,30 +95,44 @@ def write_submission(csv_path, file_names, label_maps, threads=None):
         os.fsync(handle.fileno())
 
 
-def parse_prediction_string(text):
-    """Class indices of one PredictionString (str or ASCII bytes); None if it is not canonical
-    space-separated ints of at most 3 digits. Rows of one-digit classes take a 3-pass path."""
+DIGIT_OR_SPACE = np.zeros(256, dtype=bool)
+DIGIT_OR_SPACE[[32, *range(48, 58)]] = True
+
+
+def continues(joined, positions):
+    """`joined` at `positions`, False past its end."""
+    inside = positions < joined.size
+    result = np.zeros(positions.size, dtype=bool)
+    result[inside] = joined[positions[inside]]
+    return result
+
+
+def prediction_summary(text):
+    """(value count, largest value) of a canonical PredictionString (str or ASCII bytes):
+    space-separated ints of at most 3 digits; None otherwise. Byte-level passes only, no
+    array of values: the re-read check's inner loop (`segsubmit.testing.parse_prediction_string`
+    is the reference it is tested against)."""
     try:
         data = text.encode("ascii") if isinstance(text, str) else text
     except UnicodeEncodeError:
         return None
     chars = np.frombuffer(data, dtype=np.uint8)
-    if not chars.size or chars[0] == 32 or chars[-1] == 32:
+    if not chars.size or chars[0] == 32 or chars[-1] == 32 or not DIGIT_OR_SPACE[chars].all():
         return None
-    separators = np.flatnonzero(chars == 32)
-    if not ((chars - np.uint8(48) < 10) | (chars == 32)).all():
+    digits = chars != 32
+    if not (digits[1:] | digits[:-1]).all():  # two spaces in a row: an empty value
         return None
-    if 2 * separators.size + 1 == chars.size and (chars[1::2] == 32).all():
-        return chars[::2] - np.uint8(48)  # every value one digit
-    starts = np.concatenate(([0], separators + 1))
-    lengths = np.concatenate((separators, [chars.size])) - starts
-    if lengths.min() == 0 or lengths.max() > 3:
+    count = chars.size - int(np.count_nonzero(digits)) + 1
+    joined = digits[1:] & digits[:-1]  # a digit followed by a digit
+    if not joined.any():
+        return count, int(chars.max()) - 48
+    starts = np.flatnonzero(joined & np.concatenate(([True], ~digits[:-2])))  # 2+ digits
+    three = continues(joined, starts + 1)
+    if continues(joined, starts[three] + 2).any():  # 4 digits or more: not canonical
         return None
-    values = (chars[starts] - np.uint8(48)).astype(np.int64)
-    for offset in (1, 2):  # the few multi-digit values, digit by digit
-        longer = np.flatnonzero(lengths > offset)
-        values[longer] = values[longer] * 10 + (chars[starts[longer] + offset] - np.uint8(48))
-    return values
+    values = (chars[starts] - 48).astype(np.int64) * 10 + (chars[starts + 1] - 48)
+    values[three] = values[three] * 10 + (chars[starts[three] + 2] - 48)
+    return count, int(values.max())
 
 
 def _row_problem(row, expected_name, pixel_count, num_classes):
@@ -126,13 +140,14 @@ def _row_problem(row, expected_name, pixel_count, num_classes):
         return f"has {len(row)} fields, expected 2"
     if row[0] != expected_name:
         return f"image_id {row[0]!r}, expected {expected_name!r} (manifest order)"
-    values = parse_prediction_string(row[1])
-    if values is None:
+    summary = prediction_summary(row[1])
+    if summary is None:
         return "PredictionString is not space-separated integers"
-    if values.size != pixel_count:
-        return f"has {values.size} values, expected {pixel_count}"
-    if values.max() >= num_classes:
-        return f"has class {values.max()}, outside 0..{num_classes - 1}"
+    count, largest = summary
+    if count != pixel_count:
+        return f"has {count} values, expected {pixel_count}"
+    if largest >= num_classes:
+        return f"has class {largest}, outside 0..{num_classes - 1}"
     return None
 
 
@@ -176,18 +191,6 @@ def iter_csv_records(lines):
             yield next(csv.reader([line.decode("utf-8")]))
         else:
             yield split_fields(line.rstrip(b"\n").removesuffix(b"\r"))
-
-
-def batched(iterable, size):
-    """Lists of up to `size` consecutive items."""
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def validate_submission(csv_path, expected_file_names, num_classes, pixel_count, threads=None):

@@ -22,6 +22,7 @@ checkpoint manifest:
         images=images_fingerprint,
         data_root=DATA_ROOT,
         classes=CLASSES,
+        shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
         code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"
