@@ -20,10 +20,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 from segsubmit.config import SCHEMA_PATH, check_config
 
 
-envvars:
-    "PYTHONPATH",
-
-
 configfile: os.path.join(str(workflow.current_basedir), "config/config.yaml")
 
 
@@ -32,6 +28,13 @@ check_config(config)
 
 
 include: "workflow/rules/common.smk"
+
+
+envvars:
+    "PYTHONPATH",
+    SHARDS_VARIABLE,
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/infer.smk"

@@ -17,7 +17,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
-from .labels import maps_in_order, read_shard_warnings
+from .labels import batched, maps_in_order, read_shard_warnings
 from .manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -236,18 +236,6 @@ def iter_csv_records(lines):
             yield next(csv.reader([line.decode("utf-8")]))
         else:
             yield split_fields(line.rstrip(b"\n").removesuffix(b"\r"))
-
-
-def batched(iterable, size):
-    """Lists of up to `size` consecutive items."""
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def validate_submission(

@@ -23,6 +23,7 @@ checkpoint manifest:
         data_root=DATA_ROOT,
         classes=CLASSES,
         max_image_pixels=config["infer"]["max_image_pixels"],
+        shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
         code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"
