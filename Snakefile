@@ -5,6 +5,7 @@ Run: snakemake --cores 4 --resources gpu=1   (see README.md)
 
 import os
 import sys
+import time
 
 from snakemake.utils import min_version, validate
 
@@ -18,6 +19,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from segsubmit.config import SCHEMA_PATH, check_config
+from segsubmit.summary import checkpoint_note, run_summary
+
+RUN_STARTED = time.time()
 
 
 envvars:
@@ -38,6 +42,34 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/resize.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/score.smk"
+
+
+container: config["container"]
+
+
+if getattr(workflow.output_settings, "dryrun", False):
+    for split in SPLITS:
+        if not os.path.exists(result(f"{split}/manifest.json")):
+            print(checkpoint_note(split, coco_json(split), len(SHARDS)))
+
+
+def print_summary(failed):
+    """The end-of-run summary (segsubmit.summary), also kept in <results>/logs/summary.txt."""
+    text = run_summary(
+        RESULTS, SPLITS, SCORED_SPLITS, SCORE_SIZES, SHARDS, RUN_STARTED, failed
+    )
+    print(text, file=sys.stderr)
+    os.makedirs(result("logs"), exist_ok=True)
+    with open(result("logs/summary.txt"), "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+
+
+onsuccess:
+    print_summary(failed=False)
+
+
+onerror:
+    print_summary(failed=True)
 
 
 rule all:

@@ -61,20 +61,23 @@ def validate_images(json_path, coco):
         safe_relative_path(json_path, image["file_name"])
 
 
-def category_class_index(json_path, coco, class_names):
-    """Map each COCO category id to its class index (position of its name in `class_names`)."""
+def category_class_index(json_path, coco, class_names, category_map=None):
+    """Map each COCO category id to its class index: the position in `class_names` of its name,
+    after renaming it with `category_map` ({json name: class name}, data.category_map)."""
     categories = coco.get("categories", [])
     _check_keys(json_path, categories, "categories", ("id", "name"))
-    unknown = [c["name"] for c in categories if c["name"] not in class_names]
+    category_map = category_map or {}
+    class_of = {c["id"]: category_map.get(c["name"], c["name"]) for c in categories}
+    unknown = [c["name"] for c in categories if class_of[c["id"]] not in class_names]
     if unknown:
         raise SegsubmitError(
             f"{json_path}: categories {_short(unknown)} are not in the configured classes; "
-            "add them to `classes` in the config"
+            "add them to `classes`, or map them to a class with data.category_map"
         )
-    return {c["id"]: class_names.index(c["name"]) for c in categories}
+    return {category: class_names.index(name) for category, name in class_of.items()}
 
 
-def validate_annotations(json_path, coco, class_names):
+def validate_annotations(json_path, coco, class_names, category_map=None):
     """Check annotations refer to known images and categories."""
     annotations = coco.get("annotations", [])
     _check_keys(json_path, annotations, "annotations", ("image_id", "category_id", "segmentation"))
@@ -85,7 +88,7 @@ def validate_annotations(json_path, coco, class_names):
             f"{json_path}: annotations refer to image ids {_short(orphan_ids)} "
             "missing from 'images'"
         )
-    known_categories = category_class_index(json_path, coco, class_names)
+    known_categories = category_class_index(json_path, coco, class_names, category_map)
     unknown_ids = sorted({a["category_id"] for a in annotations} - known_categories.keys())
     if unknown_ids:
         raise SegsubmitError(
@@ -94,7 +97,7 @@ def validate_annotations(json_path, coco, class_names):
         )
 
 
-def validate_coco(json_path, coco, class_names):
+def validate_coco(json_path, coco, class_names, category_map=None):
     """All checks the workflow relies on, each failing with a one-line message."""
     validate_images(json_path, coco)
-    validate_annotations(json_path, coco, class_names)
+    validate_annotations(json_path, coco, class_names, category_map)

@@ -121,6 +121,11 @@ def check_config(config):
             f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
             "set data.root to use your own data"
         )
+    unknown_targets = sorted(set(config["data"]["category_map"].values()) - set(config["classes"]))
+    if unknown_targets:
+        raise SegsubmitError(
+            f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
+        )
     if backend == "detectron2" and not config["model"]["config_file"]:
         raise SegsubmitError(
             "model.config_file: the detectron2 backend needs the model's config.yaml"

@@ -23,19 +23,21 @@ def rasterize_ground_truth(coco_api, image_id, class_of_category):
     return mask
 
 
-def load_ground_truth(json_path, class_names):
+def load_ground_truth(json_path, class_names, category_map=None):
     """(pycocotools COCO, {category id: class index}) for a json with annotations."""
     from pycocotools.coco import COCO
 
     coco_api = COCO(str(json_path))
-    return coco_api, category_class_index(json_path, coco_api.dataset, class_names)
+    return coco_api, category_class_index(json_path, coco_api.dataset, class_names, category_map)
 
 
-def ground_truth_stage(json_path, manifest_path, ground_truth_path, class_names, size):
+def ground_truth_stage(
+    json_path, manifest_path, ground_truth_path, class_names, size, category_map=None
+):
     """Stage entry: the split's annotations rasterized in manifest order, resized to `size`
     (h, w) with the submission's NEAREST rule, or kept at the images' size when `size` is None."""
     entries = read_manifest(manifest_path)
-    coco_api, class_of_category = load_ground_truth(json_path, class_names)
+    coco_api, class_of_category = load_ground_truth(json_path, class_names, category_map)
     truths = [rasterize_ground_truth(coco_api, entry["id"], class_of_category) for entry in entries]
     if size is not None:
         truths = list(resize_label_maps(truths, tuple(size), "albumentations"))

@@ -50,10 +50,10 @@ def listed_image_files(json_path, data_root):
     return [path for path in paths if os.path.isfile(path)]
 
 
-def build_manifest(json_path, data_root, class_names, shard_count):
+def build_manifest(json_path, data_root, class_names, shard_count, category_map=None):
     """Manifest entries in json order: id, file_name, width, height, shard, sha1."""
     coco = load_coco(json_path)
-    validate_coco(json_path, coco, class_names)
+    validate_coco(json_path, coco, class_names, category_map)
     entries = []
     for image in coco["images"]:
         path = image_path(data_root, json_path, image["file_name"])
@@ -83,9 +83,12 @@ def read_manifest(path):
     return load_coco(path)["images"]
 
 
-def manifest_stage(json_path, data_root, class_names, manifest_path, shard_paths):
-    """Stage entry: validate the COCO json and its image files; write manifest + shard files."""
-    entries = build_manifest(json_path, data_root, class_names, len(shard_paths))
+def manifest_stage(
+    json_path, data_root, class_names, manifest_path, shard_paths, category_map=None
+):
+    """Stage entry: validate the COCO json and its image files (categories renamed with
+    `category_map`); write manifest + shard files."""
+    entries = build_manifest(json_path, data_root, class_names, len(shard_paths), category_map)
     write_manifest(entries, manifest_path, shard_paths, data_root)
     sizes = Counter(entry["shard"] for entry in entries)
     log.info(

@@ -20,6 +20,7 @@ from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
 from .labels import maps_in_order
 from .manifest import read_manifest
+from .provenance import collect_provenance
 
 log = logging.getLogger(__name__)
 
@@ -183,27 +184,42 @@ def validate_submission(
     return len(body)
 
 
-def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size):
+def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size, threads=None):
     """Check the maps (one per manifest image, `size`, classes in range), then write
     submission.csv in manifest order."""
     entries = read_manifest(manifest_path)
     label_maps = maps_in_order([entry["id"] for entry in entries], resized_paths)
     check_label_maps(label_maps, tuple(size), num_classes)
-    write_submission(csv_path, [entry["file_name"] for entry in entries], label_maps)
+    write_submission(csv_path, [entry["file_name"] for entry in entries], label_maps, threads)
     log.info("submission: %d rows -> %s", len(entries), csv_path)
 
 
-def validate_stage(csv_path, manifest_path, report_path, num_classes, size):
+def validate_stage(
+    csv_path, manifest_path, report_path, num_classes, size, threads=None, provenance=None
+):
     """Re-read the finished submission.csv and record that it passed (a pass over the file as
-    written, not over the maps it was written from)."""
+    written, not over the maps it was written from), with what made it (`provenance`)."""
     file_names = [entry["file_name"] for entry in read_manifest(manifest_path)]
-    rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1])
-    write_json(report_path, {"csv": str(csv_path), "rows": rows, "valid": True})
+    rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1], threads)
+    report = {"csv": str(csv_path), "rows": rows, "valid": True}
+    write_json(report_path, {**report, **({"provenance": provenance} if provenance else {})})
     log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
 
 
-def submission_stage(manifest_path, resized_paths, csv_path, report_path, num_classes, size):
+def submission_stage(
+    manifest_path,
+    resized_paths,
+    csv_path,
+    report_path,
+    num_classes,
+    size,
+    threads=None,
+    provenance_settings=None,
+    model_files=None,
+):
     """Stage entry: `write_submission_stage`, then `validate_stage` on the finished file (one
-    job: one process start fewer on the run's critical path)."""
-    write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size)
-    validate_stage(csv_path, manifest_path, report_path, num_classes, size)
+    job: one process start fewer on the run's critical path), each with `threads` threads;
+    the report records the provenance of `provenance_settings` and `model_files`."""
+    write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size, threads)
+    provenance = collect_provenance(provenance_settings or {}, model_files or {})
+    validate_stage(csv_path, manifest_path, report_path, num_classes, size, threads, provenance)

@@ -13,8 +13,11 @@ rule infer:
         benchmark_path("infer", "{split}/{shard}")
     conda:
         INFER_ENV
+    threads: THREADS
     resources:
         gpu=1,
+        mem_mb=16000,
+        runtime=120,
     params:
         backend=config["model"]["backend"],
         settings={

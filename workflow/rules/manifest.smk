@@ -17,10 +17,15 @@ checkpoint manifest:
         benchmark_path("manifest", "{split}")
     conda:
         "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
         data_root=DATA_ROOT,
         classes=CLASSES,
+        category_map=config["data"]["category_map"],
         code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"
