@@ -116,3 +116,9 @@ def provenance_settings(rules, size_name=None):
         settings["size"] = size_name
     settings["code"] = {rule: code_digest(f"{rule}.py") for rule in rules}
     return settings
+
+
+def scored_label_maps(wildcards):
+    """The maps a score is computed on: resized to the submission size, or at input size."""
+    folder = "labels" if wildcards.size == "input" else "resized"
+    return expand(result(f"{wildcards.split}/{folder}/{{shard}}.npz"), shard=SHARDS)

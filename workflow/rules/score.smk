@@ -29,12 +29,6 @@ rule ground_truth:
         "../scripts/ground_truth.py"
 
 
-def scored_label_maps(wildcards):
-    """The maps a score is computed on: resized to the submission size, or at input size."""
-    folder = "labels" if wildcards.size == "input" else "resized"
-    return expand(result(f"{wildcards.split}/{folder}/{{shard}}.npz"), shard=SHARDS)
-
-
 rule score:
     input:
         unpack(model_inputs),
