@@ -18,8 +18,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")])
 )
 
-from segsubmit.config import SCHEMA_PATH, check_config
-from segsubmit.summary import checkpoint_note, run_summary
+from segsubmit.config import SCHEMA_PATH, check_config, coerce_config
+from segsubmit.summary import checkpoint_note, write_run_summary
 
 RUN_STARTED = time.time()
 
@@ -31,6 +31,7 @@ envvars:
 configfile: os.path.join(str(workflow.current_basedir), "config/config.yaml")
 
 
+coerce_config(config)  # `--config data={shards: 2}` passes '2'
 validate(config, str(SCHEMA_PATH), set_default=True)
 check_config(config)
 
@@ -53,23 +54,12 @@ if getattr(workflow.output_settings, "dryrun", False):
             print(checkpoint_note(split, coco_json(split), len(SHARDS)))
 
 
-def print_summary(failed):
-    """The end-of-run summary (segsubmit.summary), also kept in <results>/logs/summary.txt."""
-    text = run_summary(
-        RESULTS, SPLITS, SCORED_SPLITS, SCORE_SIZES, SHARDS, RUN_STARTED, failed
-    )
-    print(text, file=sys.stderr)
-    os.makedirs(result("logs"), exist_ok=True)
-    with open(result("logs/summary.txt"), "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-
-
 onsuccess:
-    print_summary(failed=False)
+    write_run_summary(config, RUN_STARTED, failed=False)
 
 
 onerror:
-    print_summary(failed=True)
+    write_run_summary(config, RUN_STARTED, failed=True)
 
 
 rule all:

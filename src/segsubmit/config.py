@@ -103,6 +103,48 @@ def wrap_comment(text, width):
     return [*lines, line] if line else lines
 
 
+YAML_TYPES = {"integer": (int,), "number": (int, float), "boolean": (bool,)}
+
+
+def allowed_types(subschema):
+    """JSON types a subschema allows (its `type`, and those of its oneOf/anyOf branches)."""
+    types = subschema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    for branch in subschema.get("oneOf", []) + subschema.get("anyOf", []):
+        types |= allowed_types(branch)
+    return types
+
+
+def coerce_value(value, subschema):
+    """`value` with strings turned into the number or boolean the schema expects there."""
+    types = allowed_types(subschema)
+    if isinstance(value, str) and "string" not in types:
+        parsed = yaml.safe_load(value) if value.strip() else value
+        for json_type in types & YAML_TYPES.keys():
+            wanted = YAML_TYPES[json_type]
+            if isinstance(parsed, wanted) and (json_type == "boolean") == isinstance(parsed, bool):
+                return parsed
+        return value
+    if isinstance(value, list) and "items" in subschema:
+        return [coerce_value(item, subschema["items"]) for item in value]
+    if isinstance(value, dict) and "properties" in subschema:
+        properties = subschema["properties"]
+        return {
+            key: coerce_value(item, properties[key]) if key in properties else item
+            for key, item in value.items()
+        }
+    return value
+
+
+def coerce_config(config, schema=None):
+    """Snakemake's `--config key={...}` reads everything inside a mapping or list as strings
+    (`data={shards: 2}` gives '2'): turn such strings into the numbers and booleans the schema
+    expects, in place, before validation."""
+    schema = schema or load_schema()
+    config.update(coerce_value(dict(config), schema))
+    return config
+
+
 def check_config(config):
     """Checks across keys, on a schema-validated config: one-line error naming the key."""
     splits, scored = list(config["data"]["splits"]), config["data"]["score"]

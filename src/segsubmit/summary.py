@@ -4,8 +4,11 @@ wrote and which it reused, and the warnings the jobs logged."""
 
 import json
 import os
+import sys
 from pathlib import Path
 
+from .atomic import atomic_path
+from .config import default_config
 from .manifest import shard_of
 
 WARNING_MARK = " WARNING "  # as segsubmit.logs.LOG_FORMAT writes a warning line
@@ -117,6 +120,37 @@ def run_summary(results, splits, scored_splits, score_sizes, shards, started, fa
     lines.append(f"warnings: {len(warnings)}" + ("" if warnings else " (none)"))
     lines += [f"  {warning}" for warning in warnings]
     return "\n".join(lines)
+
+
+def with_defaults(config, defaults=None):
+    """`config` with every key it lacks taken from the schema's defaults (sections merged)."""
+    merged = dict(default_config() if defaults is None else defaults)
+    for key, value in config.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = with_defaults(value, merged[key]) if both_sections else value
+    return merged
+
+
+def summary_of_config(config, started, failed=False):
+    """`run_summary` of the outputs a workflow config (validated or not) asks for."""
+    config = with_defaults(config)
+    data, size = config["data"], config["resize"]["size"]
+    score_sizes = [f"{size[0]}x{size[1]}"] + ["input"] * config["score"]["at_input_size"]
+    shards = range(data["shards"])
+    return run_summary(
+        config["results"], data["splits"], data["score"], score_sizes, shards, started, failed
+    )
+
+
+def write_run_summary(config, started, failed=False):
+    """Print the end-of-run summary to stderr and keep it in <results>/logs/summary.txt (for
+    onsuccess/onerror; a workflow importing this one as a module calls it from its own)."""
+    text = summary_of_config(config, started, failed)
+    print(text, file=sys.stderr)
+    path = Path(with_defaults(config)["results"]) / "logs" / "summary.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp_path:
+        tmp_path.write_text(text + "\n", encoding="utf-8")
 
 
 def checkpoint_note(split, json_path, shard_count):
