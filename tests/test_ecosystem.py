@@ -336,3 +336,14 @@ def test_catalog_entry_point_lints_clean():
         text=True,
     )
     assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_failed_run_ends_with_a_failed_summary(user_workdir):
+    (user_workdir / "model.pt").write_bytes(b"not a checkpoint")
+    result = run_snakemake(user_workdir, check=False)
+    assert result.returncode != 0
+    summary = (user_workdir / "results" / "logs" / "summary.txt").read_text()
+    assert summary.startswith("segsubmit: run FAILED")
+    assert "manifest 1 ran" in summary and "infer 2 missing" in summary
+    assert summary in result.stderr
