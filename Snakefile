@@ -43,6 +43,10 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/resize.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 container: config["container"]
@@ -70,3 +74,5 @@ rule all:
         expand(
             result("{split}/score/{size}.json"), split=SCORED_SPLITS, size=SCORE_SIZES
         ),
+        expand(result("{split}/report/scores.html"), split=SCORED_SPLITS),
+        result("report/runtimes.png"),

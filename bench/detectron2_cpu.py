@@ -5,31 +5,25 @@ Prints pixel agreement and the time ratio. Needs detectron2 (see docs/detectron2
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import torch
+from rows_infer import loaded, pixel_agreement
+from seed_script import seed_config
+from timing import timed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import CLASSES, make_dataset  # noqa: E402
-from test_detectron2 import write_detectron2_model  # noqa: E402
-
-from segsubmit.backends import PredictorSettings, load_predictor  # noqa: E402
-from segsubmit.infer import predict_shard  # noqa: E402
-from segsubmit.manifest import build_manifest  # noqa: E402
+from segsubmit.manifest import build_manifest
+from segsubmit.testing import CLASSES, make_dataset, predict_shard, write_detectron2_model
 
 
 def default_predictor_loop(config_file, weights, paths):
-    """The seed's loop: DefaultPredictor on each cv2.imread image, argmax per image."""
-    from detectron2.config import get_cfg
+    """The seed's loop on the CPU: DefaultPredictor on each cv2.imread image, argmax."""
     from detectron2.engine import DefaultPredictor
 
-    cfg = get_cfg()
-    cfg.merge_from_file(str(config_file))
-    cfg.MODEL.WEIGHTS = str(weights)
+    cfg = seed_config(config_file, weights)
     cfg.MODEL.DEVICE = "cpu"
     predictor = DefaultPredictor(cfg)
     return [predictor(cv2.imread(str(p)))["sem_seg"].argmax(0).to(torch.uint8).numpy()
@@ -46,33 +40,18 @@ def main():
     root = make_dataset(folder / "data", {"val": arguments.images}, size=512)
     entries = build_manifest(root / "val.json", root, CLASSES, 1)
     paths = [root / e["file_name"] for e in entries]
-
-    started = time.perf_counter()
-    reference = default_predictor_loop(config_file, weights, paths)
-    loop_seconds = time.perf_counter() - started
-
-    print(
-        "| images | batch size | pixels equal / compared | DefaultPredictor loop | backend "
-        "(incl. model load) | loop / backend |"
-    )
-    print("| --- | --- | --- | --- | --- | --- |")
+    loop_seconds, reference = timed(lambda: default_predictor_loop(config_file, weights, paths))
+    print("| images | batch size | pixels equal | DefaultPredictor loop | backend (incl. model "
+          "load) | loop / backend |\n| --- | --- | --- | --- | --- | --- |")  # fmt: skip
     for batch_size in arguments.batch_sizes:
         started = time.perf_counter()
-        predictor = load_predictor(
-            "detectron2",
-            PredictorSettings(
-                weights=str(weights), config_file=str(config_file), num_classes=11, device="cpu"
-            ),
-        )
-        batched = predict_shard(entries, root, predictor, batch_size, workers=2)
+        predictor, transform = loaded("detectron2", weights, config_file=str(config_file),
+                                      device="cpu")  # fmt: skip
+        batched = predict_shard(entries, root, predictor, batch_size, 2, transform=transform)
         backend_seconds = time.perf_counter() - started
-        compared = sum(r.size for r in reference)
-        equal = sum(int((r == b).sum()) for r, b in zip(reference, batched, strict=True))
-        print(
-            f"| {len(entries)} × 512² | {batch_size} | {equal} / {compared} | "
-            f"{loop_seconds:.1f} s | {backend_seconds:.1f} s | "
-            f"{loop_seconds / backend_seconds:.2f} |"
-        )
+        print(f"| {len(entries)} × 512² | {batch_size} | {pixel_agreement(reference, batched):.5f}"
+              f" | {loop_seconds:.1f} s | {backend_seconds:.1f} s | "
+              f"{loop_seconds / backend_seconds:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

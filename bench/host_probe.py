@@ -6,25 +6,14 @@ stages, printed as one table, so timings from different machines can be compared
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import seconds, timed  # bench/ is on sys.path as scripts run
 
 MiB = 1 << 20
-
-
-def seconds(function, repeats=3):
-    """Median wall seconds of `function()`."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def cpu_facts():
@@ -82,11 +71,8 @@ def import_seconds(modules):
     for module in modules:
         command = [sys.executable, "-c", f"import {module}"]
         subprocess.run(command, capture_output=True)  # first: file cache
-        started = time.perf_counter()
-        result = subprocess.run(command, capture_output=True)
-        rows[f"import {module} s"] = (
-            time.perf_counter() - started if result.returncode == 0 else float("nan")
-        )
+        elapsed, result = timed(lambda c=command: subprocess.run(c, capture_output=True))
+        rows[f"import {module} s"] = elapsed if result.returncode == 0 else float("nan")
     return rows
 
 

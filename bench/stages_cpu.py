@@ -13,13 +13,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from host_probe import seconds  # this folder is on sys.path when the script runs
+from rows_stages import SIZE, stage_calls, time_stages  # bench/ is on sys.path as scripts run
+from timing import Table
 
 from segsubmit.labels import write_label_shard
-from segsubmit.stages import resize_stage, score_stage, submission_stage, validate_stage
+from segsubmit.testing import NUM_CLASSES
 
 
-def blob_maps(count, size=512, classes=11, seed=0):
+def blob_maps(count, size=512, classes=NUM_CLASSES, seed=0):
     """Label maps of random 16×16 class blobs, nearest-upsampled to `size`²."""
     rng = np.random.default_rng(seed)
     return [
@@ -38,30 +39,15 @@ def main():
     maps = blob_maps(arguments.images)
     ids = list(range(len(maps)))
     write_label_shard(work / "labels.npz", ids, maps)
-    write_label_shard(work / "truth.npz", ids, [m[::2, ::2] for m in reversed(maps)])
+    truths = [cv2.resize(m, SIZE[::-1], interpolation=cv2.INTER_NEAREST) for m in reversed(maps)]
+    write_label_shard(work / "truth.npz", ids, truths)
     entries = [{"id": i, "file_name": f"batch_01_vt/{i:04d}.jpg", "height": 512, "width": 512}
                for i in ids]  # fmt: skip
     (work / "manifest.json").write_text(json.dumps({"images": entries}))
-    classes = [str(c) for c in range(11)]
-    stages = {
-        "resize stage (albumentations)": lambda: resize_stage(
-            work / "labels.npz", work / "resized.npz", "albumentations", [256, 256], "nearest",
-            False),
-        "resize stage (kornia)": lambda: resize_stage(
-            work / "labels.npz", work / "kornia.npz", "kornia", [256, 256], "nearest", False),
-        "submission stage: write": lambda: submission_stage(
-            work / "manifest.json", [work / "resized.npz"], work / "submission.csv", 11,
-            [256, 256]),
-        "submission stage: re-read check": lambda: validate_stage(
-            work / "submission.csv", work / "manifest.json", work / "valid.json", 11, [256, 256]),
-        "score stage": lambda: score_stage(
-            work / "truth.npz", [work / "resized.npz"], work / "score.json", work / "score.txt",
-            classes, "256x256"),
-    }  # fmt: skip
-    print(f"| what ({len(maps)} maps) | seconds |\n| --- | --- |")
-    for name, stage in stages.items():
-        stage()  # warm-up: imports, page cache
-        print(f"| {name} | {seconds(stage, arguments.repeats):.3f} |", flush=True)
+    table = Table()
+    print(f"{len(maps)} maps")
+    time_stages(table, stage_calls(work, work / "labels.npz", work / "truth.npz"),
+                arguments.repeats)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from segsubmit.codehash import (
     rule_scripts,
     script_digest,
 )
-from segsubmit.config import check_config, default_config
+from segsubmit.config import check_config, default_config, shard_count, visible_gpu_count
 from segsubmit.errors import SegsubmitError
 
 RULES_DIR = REPO_ROOT / "workflow" / "rules"
@@ -113,3 +113,27 @@ def test_cross_key_checks_name_the_key(changes, message):
     check_config(default_config())
     with pytest.raises(SegsubmitError, match=message):
         check_config(with_changes(**changes))
+
+
+@pytest.mark.parametrize(
+    ("shards", "device", "gpus", "expected"),
+    [
+        ("auto", "auto", 1, 1),  # one process per GPU: start-up paid once
+        ("auto", "auto", 2, 2),
+        ("auto", "cuda", 0, 4),  # no GPU visible: the CPU default
+        ("auto", "cpu", 8, 4),
+        ("auto", "cuda:1", 4, 1),
+        (3, "auto", 8, 3),
+    ],
+)
+def test_auto_shards_follow_the_gpus(shards, device, gpus, expected):
+    assert shard_count(shards, device, gpus) == expected
+
+
+def test_visible_gpus_are_counted_without_cuda(tmp_path):
+    (tmp_path / "0000:01:00.0").mkdir()
+    (tmp_path / "0000:02:00.0").mkdir()
+    assert visible_gpu_count({}, tmp_path) == 2
+    assert visible_gpu_count({"CUDA_VISIBLE_DEVICES": "3"}, tmp_path) == 1
+    assert visible_gpu_count({"CUDA_VISIBLE_DEVICES": ""}, tmp_path) == 0
+    assert visible_gpu_count({}, tmp_path / "absent") == 0

@@ -13,10 +13,11 @@ from segsubmit.errors import SegsubmitError
 from segsubmit.submission import (
     check_label_maps,
     encode_row,
+    prediction_summary,
     validate_submission,
     write_submission,
 )
-from segsubmit.testing import write_submission_baseline
+from segsubmit.testing import parse_prediction_string, write_submission_baseline
 
 NAMES = [f"batch_01_vt/{i:04d}.jpg" for i in range(6)]
 
@@ -48,7 +49,7 @@ def test_rows_match_str_join_for_any_values_and_names(tmp_path_factory, values, 
 
 def test_validator_accepts_written_file(tmp_path):
     write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
-    assert validate_submission(tmp_path / "s.csv", NAMES, 11) == 6
+    assert validate_submission(tmp_path / "s.csv", NAMES, 11, 256 * 256) == 6
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ def test_validator_names_the_problem(tmp_path, mutate, message):
     text = (tmp_path / "s.csv").read_text()
     (tmp_path / "s.csv").write_text(mutate(text))
     with pytest.raises(SegsubmitError, match=message):
-        validate_submission(tmp_path / "s.csv", NAMES, 11)
+        validate_submission(tmp_path / "s.csv", NAMES, 11, 256 * 256)
 
 
 def test_cli_validates(tmp_path):
@@ -131,3 +132,17 @@ def test_maps_are_checked_before_writing():
         check_label_maps([maps[0], maps[1][:4, :4]], (8, 8), 11)
     with pytest.raises(SegsubmitError, match="class 12, outside 0..10"):
         check_label_maps([np.full((8, 8), 12, np.uint8)], (8, 8), 11)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tokens=st.lists(
+        st.from_regex(r"\A[0-9]{1,4}\Z") | st.sampled_from(["", "x", "-1"]), max_size=30
+    ),
+    separator=st.sampled_from([" ", "  ", ","]),
+)
+def test_prediction_summary_agrees_with_the_reference_parser(tokens, separator):
+    text = separator.join(tokens)
+    values = parse_prediction_string(text)
+    expected = None if values is None else (values.size, int(values.max()))
+    assert prediction_summary(text) == expected

@@ -15,13 +15,13 @@ pytestmark = pytest.mark.workflow
 
 
 def output_mtimes(workdir):
-    """{relative path: mtime_ns} of every result file except logs and benchmarks."""
+    """{relative path: mtime_ns} of every result file except logs, benchmarks and report figures."""
     results = Path(workdir) / "results"
     return {
         str(path.relative_to(results)): path.stat().st_mtime_ns
         for path in results.rglob("*")
         if path.is_file()
-        and not {"logs", "benchmarks"} & set(path.parts)
+        and not {"logs", "benchmarks", "report"} & set(path.parts)
         and not path.name.startswith(".")
     }
 

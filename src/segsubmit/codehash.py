@@ -4,6 +4,7 @@ them reruns the rule and editing any other module does not. Snakemake itself tra
 rule's own script."""
 
 import ast
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -56,16 +57,28 @@ def package_modules(names, package_dir=PACKAGE_DIR):
     return found
 
 
+def file_imports(path, module="", package_dir=PACKAGE_DIR):
+    """The package modules a file imports directly; each file parsed once per version (the
+    workflow asks for every rule's closure, and the closures share most modules)."""
+    stat = Path(path).stat()
+    return _file_imports(str(path), stat.st_mtime_ns, stat.st_size, module, str(package_dir))
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_imports(path, mtime_ns, size, module, package_dir):
+    names = imported_names(Path(path).read_text(), module, Path(path).name == "__init__.py")
+    return frozenset(package_modules(names, Path(package_dir)))
+
+
 def import_closure(script_path, package_dir=PACKAGE_DIR):
     """Sorted package modules a script reaches through imports, transitively."""
-    pending = package_modules(imported_names(Path(script_path).read_text()), package_dir)
+    pending = set(file_imports(script_path, package_dir=package_dir))
     closure = set()
     while pending:
         module = pending.pop()
         closure.add(module)
         path = module_file(module, package_dir)
-        names = imported_names(path.read_text(), module, path.name == "__init__.py")
-        pending |= package_modules(names, package_dir) - closure
+        pending |= file_imports(path, module, package_dir) - closure
     return sorted(closure)
 
 

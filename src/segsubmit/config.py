@@ -2,6 +2,7 @@
 documents generated from it, and the checks across keys that a schema cannot express."""
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -10,6 +11,7 @@ from .errors import SegsubmitError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEMO_SPLITS = ("train", "val", "test")
+CPU_SHARDS = 4  # `data.shards: auto` without a GPU
 
 
 def load_schema(path=SCHEMA_PATH):
@@ -184,3 +186,25 @@ def with_config_table(readme_text, schema=None):
     if not (start and end):
         raise SegsubmitError(f"config/README.md: markers {TABLE_START} ... {TABLE_END} missing")
     return f"{before}{TABLE_START}\n{config_table(schema)}{TABLE_END}{after}"
+
+
+def visible_gpu_count(environ=os.environ, driver_dir="/proc/driver/nvidia/gpus"):
+    """GPUs this process may use, without importing torch or initialising CUDA: the entries of
+    CUDA_VISIBLE_DEVICES when set, else the NVIDIA driver's GPU list."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([entry for entry in visible.split(",") if entry.strip()])
+    try:
+        return len(os.listdir(driver_dir))
+    except OSError:
+        return 0
+
+
+def shard_count(shards, device, gpu_count):
+    """`data.shards` as a number: `auto` gives one shard per GPU when the model runs on CUDA
+    (`model.device` auto or cuda; one for an explicit cuda:N), else `CPU_SHARDS`."""
+    if shards != "auto":
+        return shards
+    if device == "cpu" or gpu_count == 0:
+        return CPU_SHARDS
+    return 1 if device.startswith("cuda:") else gpu_count

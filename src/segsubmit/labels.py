@@ -55,9 +55,9 @@ HEADER_READERS = {
 }
 
 
-def _mapped_member(path, archive, name):
-    """A stored (uncompressed), non-empty uint8 .npy member of a zip as a copy-on-write memory
-    map; None for anything else (then numpy reads it the usual way)."""
+def _stored_uint8_offset(path, archive, name):
+    """File offset of the data of a stored (uncompressed), non-empty uint8 .npy member of a
+    zip; None for anything else (then numpy reads it the usual way)."""
     info = archive.getinfo(name)
     if info.compress_type != zipfile.ZIP_STORED:
         return None
@@ -73,8 +73,56 @@ def _mapped_member(path, archive, name):
         offset = handle.tell()
     if fortran_order or dtype != np.uint8 or not np.prod(shape):
         return None
-    # copy-on-write: readers get writable arrays (torch.from_numpy needs them), the file is safe
-    return np.memmap(path, dtype=np.uint8, mode="c", offset=offset, shape=shape).view(np.ndarray)
+    return offset, shape
+
+
+class LabelShard:
+    """A label-shard file's image ids, with its maps read on demand, a span at a time, each
+    span its own memory map (no copy; unmapped when dropped): a stage holds the maps it works
+    on, not the shard, so its memory does not grow with the number of images."""
+
+    def __init__(self, path):
+        self.path = path
+        with zipfile.ZipFile(path) as archive:
+            stored = _stored_uint8_offset(path, archive, "labels.npy")
+        with np.load(path) as shard:
+            image_ids, self.shapes = shard["image_ids"], shard["shapes"]
+            self.flat = None if stored else shard["labels"]
+        self.offset = stored[0] if stored else None
+        self.image_ids = image_ids.tolist()
+        sizes = self.shapes.prod(axis=1)
+        self.ends = np.cumsum(sizes)
+        self.starts = self.ends - sizes
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def read_span(self, first, stop):
+        """The maps at positions first..stop-1, from one read."""
+        if first >= stop:
+            return []
+        start, end = int(self.starts[first]), int(self.ends[stop - 1])
+        if self.flat is None:  # a copy-on-write map of the span alone, unmapped once dropped
+            data = np.memmap(self.path, np.uint8, "c", self.offset + start, (end - start,))
+            data = data.view(np.ndarray)
+        else:
+            data = self.flat[start:end]
+        return [
+            data[begin - start : finish - start].reshape(height, width)
+            for begin, finish, (height, width) in zip(
+                self.starts[first:stop], self.ends[first:stop], self.shapes[first:stop], strict=True
+            )
+        ]
+
+    def read(self, position):
+        """The map at `position`."""
+        return self.read_span(position, position + 1)[0]
+
+    def spans(self, length):
+        """(image ids, maps) of consecutive spans of at most `length` maps, in file order."""
+        for first in range(0, len(self), length):
+            stop = min(first + length, len(self))
+            yield self.image_ids[first:stop], self.read_span(first, stop)
 
 
 def read_label_shard(path):
@@ -82,7 +130,9 @@ def read_label_shard(path):
     are views of one (copy-on-write) memory map of the file: one (N, H, W) array when they all
     have one size, else a list."""
     with zipfile.ZipFile(path) as archive:
-        flat = _mapped_member(path, archive, "labels.npy")
+        stored = _stored_uint8_offset(path, archive, "labels.npy")
+    # copy-on-write: readers get writable arrays (torch.from_numpy needs them), the file is safe
+    flat = stored and np.memmap(path, np.uint8, "c", stored[0], stored[1]).view(np.ndarray)
     with np.load(path) as shard:
         image_ids, shapes = shard["image_ids"], shard["shapes"]
         if flat is None:
@@ -96,8 +146,14 @@ def read_label_shard(path):
 
 
 def maps_in_order(image_ids, shard_paths):
-    """The label maps of `image_ids`, in that order, from per-shard label files."""
-    maps_by_id = {}
-    for shard_path in shard_paths:
-        maps_by_id.update(zip(*read_label_shard(shard_path), strict=True))
-    return [maps_by_id[image_id] for image_id in image_ids]
+    """The label maps of `image_ids`, in that order, read one at a time (lazily) from
+    per-shard label files."""
+    shards = [LabelShard(path) for path in shard_paths]
+    where = {
+        image_id: (shard, position)
+        for shard in shards
+        for position, image_id in enumerate(shard.image_ids)
+    }
+    for image_id in image_ids:
+        shard, position = where[image_id]
+        yield shard.read(position)

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .labels import maps_in_order, read_label_shard
+from .labels import LabelShard, maps_in_order
 from .provenance import collect_provenance
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,15 @@ def dataset_miou(confusion):
 
 def score_images(ground_truths, predictions, num_classes):
     """Dataset-level mIoU, per-class IoU (None: class in neither truth nor prediction),
-    confusion matrix and the per-image-mean mIoU, ready for JSON."""
-    confusions = np.zeros((len(ground_truths), num_classes, num_classes), dtype=np.int64)
-    for index, (truth, predicted) in enumerate(zip(ground_truths, predictions, strict=True)):
-        confusions[index] = confusion_matrix(truth, predicted, num_classes)
+    confusion matrix and the per-image-mean mIoU, ready for JSON. The maps may come lazily
+    (iterables): only per-image confusion matrices are kept."""
+    confusions = np.array(
+        [
+            confusion_matrix(truth, predicted, num_classes)
+            for truth, predicted in zip(ground_truths, predictions, strict=True)
+        ],
+        dtype=np.int64,
+    ).reshape(-1, num_classes, num_classes)
     total = confusions.sum(axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an image with no valid truth pixel
@@ -84,8 +89,9 @@ def score_stage(
 ):
     """Stage entry: mIoU and friends of the label maps against the cached ground truth, with
     the provenance of `provenance_settings` and `model_files`."""
-    image_ids, truths = read_label_shard(ground_truth_path)
-    predictions = maps_in_order(image_ids, label_paths)
+    truth_shard = LabelShard(ground_truth_path)
+    truths = (truth_shard.read(position) for position in range(len(truth_shard)))
+    predictions = maps_in_order(truth_shard.image_ids, label_paths)
     scores = score_images(truths, predictions, len(class_names))
     scores["classes"] = list(class_names)
     scores["size"] = size_name

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from .errors import SegsubmitError
-from .labels import read_label_shard, write_label_shard
+from .labels import LabelShard, label_shard_writer
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,16 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
     return output
 
 
+MAPS_AT_ONCE = 512  # maps resized per call: memory per span, not per shard
+
+
 def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels):
-    """Stage entry: resize a shard's label maps to the submission size."""
+    """Stage entry: resize a shard's label maps to the submission size, a span at a time."""
     check_interpolation(interpolation, allow_bilinear_labels)
-    image_ids, label_maps = read_label_shard(labels_path)
-    resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
-    write_label_shard(resized_path, image_ids, list(resized))
-    log.info("resize: %d maps -> %dx%d with %s (%s)", len(image_ids), *size, backend, interpolation)
+    shard = LabelShard(labels_path)
+    with label_shard_writer(resized_path, len(shard) * size[0] * size[1]) as add:
+        for image_ids, label_maps in shard.spans(MAPS_AT_ONCE):
+            resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
+            for image_id, label_map in zip(image_ids, resized, strict=True):
+                add(image_id, label_map)
+    log.info("resize: %d maps -> %dx%d with %s (%s)", len(shard), *size, backend, interpolation)

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +25,7 @@ log = logging.getLogger(__name__)
 
 HEADER = b"image_id,PredictionString\n"
 THREADS = min(8, os.cpu_count() or 1)  # rows encoded / parsed at once (numpy releases the GIL)
+ROWS_AT_ONCE = 256  # rows held in memory while writing or checking (~34 MB at 256x256)
 
 
 def csv_field(text):
@@ -56,9 +56,16 @@ def encode_row(label_map):
     return row
 
 
-def check_label_maps(label_maps, size, num_classes):
-    """Every map is `size` (h, w) and holds class indices below `num_classes`."""
+def checked_label_maps(label_maps, size, num_classes):
+    """`label_maps`, each checked by `check_label_maps` as it passes (lazily)."""
     for index, label_map in enumerate(label_maps):
+        check_label_maps([label_map], size, num_classes, first_index=index)
+        yield label_map
+
+
+def check_label_maps(label_maps, size, num_classes, first_index=0):
+    """Every map is `size` (h, w) and holds class indices below `num_classes`."""
+    for index, label_map in enumerate(label_maps, start=first_index):
         if label_map.shape != size:
             raise SegsubmitError(f"label map {index} is {label_map.shape}, expected {size}")
         if label_map.size and label_map.max() >= num_classes:
@@ -69,46 +76,64 @@ def check_label_maps(label_maps, size, num_classes):
 
 
 def write_submission(csv_path, file_names, label_maps, threads=None):
-    """Write the CSV atomically and durably: rows in the given order; `label_maps` are (h, w)
-    uint8. Rows are encoded by `threads` threads (numpy releases the GIL), written in order."""
+    """Write the CSV atomically and durably: rows in the given order; `label_maps` (any
+    iterable of (h, w) uint8 maps, e.g. read lazily) are taken `ROWS_AT_ONCE` at a time and
+    encoded by `threads` threads (numpy releases the GIL), so memory does not grow with N."""
     with (
         atomic_path(csv_path) as tmp_path,
         open(tmp_path, "wb") as handle,
         ThreadPoolExecutor(threads or THREADS) as pool,
     ):
         handle.write(HEADER)
-        rows = pool.map(encode_row, label_maps)
-        for file_name, row in zip(file_names, rows, strict=True):
-            handle.write(csv_field(file_name) + b",")
-            handle.write(row)
+        names = iter(file_names)
+        for batch in batched(label_maps, ROWS_AT_ONCE):
+            for row in pool.map(encode_row, batch):
+                handle.write(csv_field(next(names)) + b",")
+                handle.write(row)
+        if next(names, None) is not None:
+            raise ValueError(f"{csv_path}: fewer label maps than file names")
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def parse_prediction_string(text):
-    """Class indices of one PredictionString (str or ASCII bytes); None if it is not canonical
-    space-separated ints of at most 3 digits. Rows of one-digit classes take a 3-pass path."""
+DIGIT_OR_SPACE = np.zeros(256, dtype=bool)
+DIGIT_OR_SPACE[[32, *range(48, 58)]] = True
+
+
+def continues(joined, positions):
+    """`joined` at `positions`, False past its end."""
+    inside = positions < joined.size
+    result = np.zeros(positions.size, dtype=bool)
+    result[inside] = joined[positions[inside]]
+    return result
+
+
+def prediction_summary(text):
+    """(value count, largest value) of a canonical PredictionString (str or ASCII bytes):
+    space-separated ints of at most 3 digits; None otherwise. Byte-level passes only, no
+    array of values: the re-read check's inner loop (`segsubmit.testing.parse_prediction_string`
+    is the reference it is tested against)."""
     try:
         data = text.encode("ascii") if isinstance(text, str) else text
     except UnicodeEncodeError:
         return None
     chars = np.frombuffer(data, dtype=np.uint8)
-    if not chars.size or chars[0] == 32 or chars[-1] == 32:
+    if not chars.size or chars[0] == 32 or chars[-1] == 32 or not DIGIT_OR_SPACE[chars].all():
         return None
-    separators = np.flatnonzero(chars == 32)
-    if not ((chars - np.uint8(48) < 10) | (chars == 32)).all():
+    digits = chars != 32
+    if not (digits[1:] | digits[:-1]).all():  # two spaces in a row: an empty value
         return None
-    if 2 * separators.size + 1 == chars.size and (chars[1::2] == 32).all():
-        return chars[::2] - np.uint8(48)  # every value one digit
-    starts = np.concatenate(([0], separators + 1))
-    lengths = np.concatenate((separators, [chars.size])) - starts
-    if lengths.min() == 0 or lengths.max() > 3:
+    count = chars.size - int(np.count_nonzero(digits)) + 1
+    joined = digits[1:] & digits[:-1]  # a digit followed by a digit
+    if not joined.any():
+        return count, int(chars.max()) - 48
+    starts = np.flatnonzero(joined & np.concatenate(([True], ~digits[:-2])))  # 2+ digits
+    three = continues(joined, starts + 1)
+    if continues(joined, starts[three] + 2).any():  # 4 digits or more: not canonical
         return None
-    values = (chars[starts] - np.uint8(48)).astype(np.int64)
-    for offset in (1, 2):  # the few multi-digit values, digit by digit
-        longer = np.flatnonzero(lengths > offset)
-        values[longer] = values[longer] * 10 + (chars[starts[longer] + offset] - np.uint8(48))
-    return values
+    values = (chars[starts] - 48).astype(np.int64) * 10 + (chars[starts + 1] - 48)
+    values[three] = values[three] * 10 + (chars[starts[three] + 2] - 48)
+    return count, int(values.max())
 
 
 def _row_problem(row, expected_name, pixel_count, num_classes):
@@ -116,13 +141,14 @@ def _row_problem(row, expected_name, pixel_count, num_classes):
         return f"has {len(row)} fields, expected 2"
     if row[0] != expected_name:
         return f"image_id {row[0]!r}, expected {expected_name!r} (manifest order)"
-    values = parse_prediction_string(row[1])
-    if values is None:
+    summary = prediction_summary(row[1])
+    if summary is None:
         return "PredictionString is not space-separated integers"
-    if values.size != pixel_count:
-        return f"has {values.size} values, expected {pixel_count}"
-    if values.max() >= num_classes:
-        return f"has class {values.max()}, outside 0..{num_classes - 1}"
+    count, largest = summary
+    if count != pixel_count:
+        return f"has {count} values, expected {pixel_count}"
+    if largest >= num_classes:
+        return f"has class {largest}, outside 0..{num_classes - 1}"
     return None
 
 
@@ -141,56 +167,86 @@ def split_fields(line):
     return [name.decode("utf-8"), rest]
 
 
-def read_csv_rows(csv_path):
-    """The CSV's rows as lists of fields; a plain split when nothing is quoted (the usual case,
-    several times faster than the csv module on 131 kB fields; fields after the first stay
-    bytes), the csv module otherwise."""
-    data = Path(csv_path).read_bytes()
-    if b'"' in data or b"\r" in data:
-        csv.field_size_limit(sys.maxsize)
-        return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [split_fields(line) for line in lines]
+def quoted_field_end(record):
+    """Index of the quote closing the quoted field that opens `record`, or -1 while the field
+    is still open (it may hold newlines); `""` inside is an escaped quote."""
+    start = 1
+    while True:
+        end = record.find(b'"', start)
+        if end == -1 or record[end + 1 : end + 2] != b'"':
+            return end
+        start = end + 2
 
 
-def validate_submission(
-    csv_path, expected_file_names, num_classes, pixel_count=256 * 256, threads=None
-):
-    """Re-read the CSV and check header, row order, value count and range; error on the first
-    problem, naming the row. Rows are parsed by `threads` threads (numpy releases the GIL)."""
+def iter_csv_records(lines):
+    """The fields of each CSV record from an iterator of byte lines. Unquoted lines (the usual
+    case) are split with `partition`, several times faster than the csv module on 131 kB
+    fields, and fields after the first stay bytes; a record opening with a quote (a file name
+    holding a comma, quote or newline) is gathered over its lines and parsed by the csv
+    module."""
+    csv.field_size_limit(sys.maxsize)
+    for line in lines:
+        if line.startswith(b'"'):
+            while quoted_field_end(line) == -1:
+                line += next(lines, b"") or b'"'  # an unterminated quote ends at end of file
+            yield next(csv.reader([line.decode("utf-8")]))
+        else:
+            yield split_fields(line.rstrip(b"\n").removesuffix(b"\r"))
+
+
+def batched(iterable, size):
+    """Lists of up to `size` consecutive items."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def validate_submission(csv_path, expected_file_names, num_classes, pixel_count, threads=None):
+    """Re-read the CSV, streaming, and check header, row order, value count and range; error on
+    the first problem, naming the line. Rows are parsed `ROWS_AT_ONCE` at a time by `threads`
+    threads (numpy releases the GIL): memory does not grow with the file."""
     try:
-        rows = read_csv_rows(csv_path)
+        with open(csv_path, "rb") as handle, ThreadPoolExecutor(threads or THREADS) as pool:
+            return _validate_records(
+                csv_path, iter_csv_records(iter(handle)), expected_file_names, pool,
+                lambda row, name: _row_problem(row, name, pixel_count, num_classes),
+            )  # fmt: skip
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise SegsubmitError(f"{csv_path}: cannot read as CSV ({err})") from err
-    if not rows or [as_text(field) for field in rows[0]] != ["image_id", "PredictionString"]:
+
+
+def _validate_records(csv_path, records, expected_file_names, pool, row_problem):
+    """Header, then each row against the manifest name at its position; the row count."""
+    header = next(records, None)
+    if header is None or [as_text(field) for field in header] != ["image_id", "PredictionString"]:
         raise SegsubmitError(f"{csv_path}: header must be 'image_id,PredictionString'")
-    body = rows[1:]
-    if len(body) != len(expected_file_names):
-        raise SegsubmitError(
-            f"{csv_path}: {len(body)} rows, but the manifest lists "
-            f"{len(expected_file_names)} images"
-        )
-
-    def row_problem(row_and_name):
-        return _row_problem(*row_and_name, pixel_count, num_classes)
-
-    with ThreadPoolExecutor(threads or THREADS) as pool:
-        problems = pool.map(row_problem, zip(body, expected_file_names, strict=True))
-        for line, problem in enumerate(problems, start=2):
+    rows = 0
+    for batch in batched(records, ROWS_AT_ONCE):
+        names = expected_file_names[rows : rows + len(batch)]
+        problems = pool.map(row_problem, batch[: len(names)], names)
+        for line, problem in enumerate(problems, start=rows + 2):
             if problem:
                 raise SegsubmitError(f"{csv_path}: line {line} {problem}")
-    return len(body)
+        rows += len(batch)
+    if rows != len(expected_file_names):
+        raise SegsubmitError(
+            f"{csv_path}: {rows} rows, but the manifest lists {len(expected_file_names)} images"
+        )
+    return rows
 
 
 def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size, threads=None):
-    """Check the maps (one per manifest image, `size`, classes in range), then write
-    submission.csv in manifest order."""
+    """submission.csv in manifest order, each map checked (`size`, classes in range) before its
+    row is written; a bad map leaves no CSV behind."""
     entries = read_manifest(manifest_path)
     label_maps = maps_in_order([entry["id"] for entry in entries], resized_paths)
-    check_label_maps(label_maps, tuple(size), num_classes)
-    write_submission(csv_path, [entry["file_name"] for entry in entries], label_maps, threads)
+    checked = checked_label_maps(label_maps, tuple(size), num_classes)
+    write_submission(csv_path, [entry["file_name"] for entry in entries], checked, threads)
     log.info("submission: %d rows -> %s", len(entries), csv_path)
 
 

@@ -119,6 +119,8 @@ def run_summary(results, splits, scored_splits, score_sizes, shards, started, fa
         warnings += split_warnings
     lines.append(f"warnings: {len(warnings)}" + ("" if warnings else " (none)"))
     lines += [f"  {warning}" for warning in warnings]
+    if not failed:
+        lines.append("report: snakemake --report report.html (with this run's options)")
     return "\n".join(lines)
 
 

@@ -135,3 +135,30 @@ def write_submission_baseline(csv_path, file_names, label_maps):
     rows = [" ".join(str(e) for e in np.asarray(m).flatten().tolist()) for m in label_maps]
     frame = pd.DataFrame({"image_id": list(file_names), "PredictionString": rows})
     frame.to_csv(csv_path, index=False)
+
+
+def parse_prediction_string(text):
+    """Class indices of one PredictionString (str or ASCII bytes); None if it is not canonical
+    space-separated ints of at most 3 digits: the reference `submission.prediction_summary` is
+    tested against, and what bench/ compares CSVs with."""
+    try:
+        data = text.encode("ascii") if isinstance(text, str) else text
+    except UnicodeEncodeError:
+        return None
+    chars = np.frombuffer(data, dtype=np.uint8)
+    if not chars.size or chars[0] == 32 or chars[-1] == 32:
+        return None
+    separators = np.flatnonzero(chars == 32)
+    if not ((chars - np.uint8(48) < 10) | (chars == 32)).all():
+        return None
+    if 2 * separators.size + 1 == chars.size and (chars[1::2] == 32).all():
+        return chars[::2] - np.uint8(48)  # every value one digit
+    starts = np.concatenate(([0], separators + 1))
+    lengths = np.concatenate((separators, [chars.size])) - starts
+    if lengths.min() == 0 or lengths.max() > 3:
+        return None
+    values = (chars[starts] - np.uint8(48)).astype(np.int64)
+    for offset in (1, 2):  # the few multi-digit values, digit by digit
+        longer = np.flatnonzero(lengths > offset)
+        values[longer] = values[longer] * 10 + (chars[starts[longer] + offset] - np.uint8(48))
+    return values

@@ -1,7 +1,8 @@
 """Paths and settings shared by the rules (derived from the validated, checked config)."""
 
 from segsubmit.codehash import script_digest
-from segsubmit.manifest import listed_image_files
+from segsubmit.config import shard_count, visible_gpu_count
+from segsubmit.manifest import image_fingerprint
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
 INFER_ENV = (
@@ -31,7 +32,13 @@ SCORE_SIZES = [SUBMISSION_SIZE] + (
 )
 SPLITS = list(config["data"]["splits"])
 SCORED_SPLITS = config["data"]["score"]
-SHARDS = list(range(config["data"]["shards"]))
+SHARDS = list(
+    range(
+        shard_count(
+            config["data"]["shards"], config["model"]["device"], visible_gpu_count()
+        )
+    )
+)
 USE_DEMO_DATA = config["data"]["root"] is None
 USE_DEMO_MODEL = config["model"]["weights"] is None
 DEMO_ROOT = result("demo/data")
@@ -53,11 +60,19 @@ def coco_json(split):
 
 
 def dataset_inputs(wildcards):
-    """What a split's manifest/score depends on: the json (or the generated demo data)."""
+    """What a split's manifest/ground truth depends on: the json (or the generated demo data)."""
     if USE_DEMO_DATA:
         return {"data": DEMO_ROOT}
-    coco = coco_json(wildcards.split)
-    return {"coco": coco, "images": listed_image_files(coco, DATA_ROOT)}
+    return {"coco": coco_json(wildcards.split)}
+
+
+def images_fingerprint(wildcards):
+    """The manifest's params entry for the images themselves (see `image_fingerprint`)."""
+    return (
+        ""
+        if USE_DEMO_DATA
+        else image_fingerprint(coco_json(wildcards.split), DATA_ROOT)
+    )
 
 
 def model_inputs(wildcards):

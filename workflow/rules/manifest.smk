@@ -23,6 +23,7 @@ checkpoint manifest:
         runtime=30,
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
+        images=images_fingerprint,
         data_root=DATA_ROOT,
         classes=CLASSES,
         category_map=config["data"]["category_map"],

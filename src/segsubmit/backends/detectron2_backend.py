@@ -197,7 +197,8 @@ def load_detectron2(settings, device):
     from detectron2.modeling import build_model
 
     cfg = load_config(settings.config_file, settings.opts, device)
-    model = build_model(cfg).eval()
+    with torch.device(device):  # parameters made and randomly initialised on the device (fast),
+        model = build_model(cfg).eval()  # then every one is overwritten by the checkpoint
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     load_weights(model, settings.weights)

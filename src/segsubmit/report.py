@@ -1,0 +1,468 @@
+"""Figures and tables for `snakemake --report`: the score table, per-class IoU, the confusion
+matrix, sample overlays (worst images first), per-rule runtimes and the nearest-vs-bilinear
+panel. Functions take arrays, dicts and paths and return figures or strings; `save_figure` and
+`save_text` write files atomically. matplotlib is used through `Figure` (Agg), never pyplot."""
+
+import colorsys
+import csv
+import html
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .labels import maps_in_order, read_label_shard
+from .metrics import confusion_matrix, iou_per_class, score_images
+
+log = logging.getLogger(__name__)
+
+# One fixed colour per class index (the competition's 11 first), the same in every figure.
+BASE_PALETTE = (
+    (0, 0, 0),  # background
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+)
+OUT_OF_RANGE_COLOUR = (255, 255, 255)
+
+
+def class_palette(num_classes):
+    """(num_classes, 3) uint8 colours: BASE_PALETTE, then golden-ratio hues for more classes;
+    fixed by the class index alone, so a class keeps its colour across runs and figures."""
+    colours = list(BASE_PALETTE[:num_classes])
+    for index in range(len(colours), num_classes):
+        hue = (index * 0.618033988749895) % 1.0
+        colours.append(tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.75, 0.95)))
+    return np.array(colours, dtype=np.uint8).reshape(num_classes, 3)
+
+
+def colorize(label_map, palette):
+    """(H, W) class indices -> (H, W, 3) uint8 colours; indices beyond the palette are white."""
+    lookup = np.tile(np.array(OUT_OF_RANGE_COLOUR, dtype=np.uint8), (256, 1))
+    lookup[: len(palette)] = palette
+    return lookup[np.asarray(label_map, dtype=np.uint8)]
+
+
+def fit_image(image, shape):
+    """RGB uint8 image resized (bilinear: it is a photo, not labels) to `shape` (h, w)."""
+    from PIL import Image
+
+    image = np.asarray(image, dtype=np.uint8)
+    if image.shape[:2] == tuple(shape):
+        return image
+    resized = Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
+def overlay(image, label_map, palette, alpha=0.6):
+    """A greyscale copy of the image (resized to the map's size) blended with the map's
+    colours, so that class colours stand out on any photo; background (0) pixels keep the
+    grey image. (H, W, 3) uint8 with (H, W) = label_map.shape."""
+    rgb = fit_image(image, label_map.shape).astype(np.float32)
+    base = np.repeat(rgb @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(rgb.shape)
+    colours = colorize(label_map, palette).astype(np.float32)
+    weight = np.where(np.asarray(label_map)[..., None] == 0, 0.0, alpha)
+    return np.round(base * (1 - weight) + colours * weight).astype(np.uint8)
+
+
+def load_image(path):
+    """RGB uint8 (H, W, 3) with EXIF orientation applied, as the annotations see it."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def per_image_miou(truths, predictions, num_classes):
+    """mIoU of each image on its own (NaN for an image without valid truth pixels)."""
+    ious = np.array(
+        [
+            iou_per_class(confusion_matrix(truth, predicted, num_classes))
+            for truth, predicted in zip(truths, predictions, strict=True)
+        ]
+    ).reshape(-1, num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(ious, axis=1)
+
+
+def pick_samples(scores, worst=3, others=3):
+    """Indices to show: the `worst` lowest-scoring images (NaN last), then `others` spread
+    evenly over the remaining ones in their original order."""
+    order = np.argsort(np.where(np.isnan(scores), np.inf, scores), kind="stable")
+    chosen = [int(i) for i in order[:worst]]
+    rest = sorted(int(i) for i in order[worst:])
+    if rest and others > 0:
+        positions = np.linspace(0, len(rest) - 1, min(others, len(rest))).round().astype(int)
+        chosen += [rest[p] for p in dict.fromkeys(positions.tolist())]
+    return chosen
+
+
+def _format_iou(value):
+    return "n/a" if value is None or np.isnan(value) else f"{value:.4f}"
+
+
+def score_table_html(scores_by_size, class_names, interpolation=None):
+    """A standalone HTML page: per-class IoU, dataset mIoU, per-image-mean mIoU and pixel
+    accuracy, one column per scored size; `interpolation` (from `compare_interpolations`)
+    adds the nearest-vs-bilinear rows."""
+    sizes = list(scores_by_size)
+    head = "".join(f"<th>IoU at {html.escape(size)}</th>" for size in sizes)
+    rows = []
+    for index, name in enumerate(class_names):
+        cells = "".join(
+            f"<td>{_format_iou(scores_by_size[s]['per_class_iou'][index])}</td>" for s in sizes
+        )
+        rows.append(f'<tr><td class="name">{index} {html.escape(name)}</td>{cells}</tr>')
+    for label, key in (
+        ("mIoU (dataset, competition metric)", "miou"),
+        ("mIoU (per-image mean)", "per_image_mean_miou"),
+        ("pixel accuracy", "pixel_accuracy"),
+    ):
+        cells = "".join(f"<td>{_format_iou(scores_by_size[s].get(key))}</td>" for s in sizes)
+        rows.append(f'<tr class="summary" id="{key}"><th>{label}</th>{cells}</tr>')
+    images = ", ".join(f"{scores_by_size[s]['images']} at {s}" for s in sizes)
+    extra = ""
+    if interpolation is not None:
+        extra = (
+            '<h2>Resizing the predictions: nearest vs bilinear</h2><table id="interpolation">'
+            "<tr><th></th><th>mIoU</th></tr>"
+            f"<tr><td>nearest</td><td>{interpolation['nearest']['miou']:.4f}</td></tr>"
+            f"<tr><td>bilinear</td><td>{interpolation['bilinear']['miou']:.4f}</td></tr>"
+            f"<tr><td>cost of bilinear</td><td>{interpolation['miou_cost']:+.4f}</td></tr>"
+            f"<tr><td>pixels changed</td><td>{100 * interpolation['changed']:.2f} %</td></tr>"
+            "<tr><td>pixels given a class none of their source pixels has</td>"
+            f"<td>{100 * interpolation['invented']:.2f} %</td></tr></table>"
+        )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>segsubmit scores</title>'
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 10px;text-align:right}"
+        "td.name,th{text-align:left}tr.summary{background:#eef}</style></head><body>"
+        f'<h1>Scores</h1><p>Images scored: {images}.</p><table id="scores">'
+        f"<tr><th>class</th>{head}</tr>{''.join(rows)}</table>{extra}</body></html>\n"
+    )
+
+
+def new_figure(width, height):
+    """A matplotlib Figure on the Agg canvas (no pyplot, no global state)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def iou_bar_figure(scores, class_names):
+    """Horizontal bars of per-class IoU, the dataset mIoU as a dashed line."""
+    figure = new_figure(7, 0.35 * len(class_names) + 1.2)
+    axes = figure.add_subplot()
+    values = [np.nan if v is None else v for v in scores["per_class_iou"]]
+    positions = np.arange(len(class_names))
+    axes.barh(positions, np.nan_to_num(values), color=class_palette(len(class_names)) / 255)
+    for position, value in zip(positions, values, strict=True):
+        axes.text(np.nan_to_num(value) + 0.01, position, _format_iou(value), va="center")
+    axes.axvline(scores["miou"], color="grey", linestyle="--")
+    axes.set_yticks(positions, class_names)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1.12)
+    axes.set_xlabel("IoU")
+    axes.set_title(
+        f"Per-class IoU at {scores.get('size', 'submission size')} ({scores['images']} images);"
+        f" dashed: mIoU {scores['miou']:.4f}"
+    )
+    return figure
+
+
+def confusion_figure(confusion, class_names):
+    """Heatmap of the confusion matrix normalised per true class, counts written in."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    totals = confusion.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(totals > 0, confusion / np.maximum(totals, 1), 0.0)
+    size = 0.55 * len(class_names) + 2.5
+    figure = new_figure(size + 1.5, size)
+    axes = figure.add_subplot()
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    for row, column in zip(*np.nonzero(confusion), strict=True):
+        colour = "white" if share[row, column] > 0.5 else "black"
+        text = f"{share[row, column]:.2f}\n{confusion[row, column]}"
+        axes.text(column, row, text, ha="center", va="center", fontsize=6, color=colour)
+    figure.colorbar(image, ax=axes, label="share of the true class's pixels")
+    axes.set_title("Confusion matrix (rows: truth, normalised per row; count below)")
+    return figure
+
+
+def add_legend(figure, class_names, palette):
+    """A legend of every class's colour under the figure."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=np.asarray(colour) / 255, edgecolor="grey", label=f"{index} {name}")
+        for index, (name, colour) in enumerate(zip(class_names, palette, strict=True))
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
+
+
+def samples_figure(samples, class_names):
+    """One row per sample dict (title, image, truth, prediction): the image, the ground truth
+    over it and the prediction over it, with the class legend."""
+    palette = class_palette(len(class_names))
+    figure = new_figure(9, 2.8 * len(samples) + 1.2)
+    grid = figure.subplots(len(samples), 3, squeeze=False)
+    for row, sample in zip(grid, samples, strict=True):
+        shape = sample["truth"].shape
+        panels = (
+            (fit_image(sample["image"], shape), "image"),
+            (overlay(sample["image"], sample["truth"], palette), "ground truth"),
+            (overlay(sample["image"], sample["prediction"], palette), "prediction"),
+        )
+        for axes, (pixels, label) in zip(row, panels, strict=True):
+            axes.imshow(pixels, interpolation="nearest")
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_title(label, fontsize=9)
+        row[0].set_ylabel(sample["title"], fontsize=8)
+    add_legend(figure, class_names, palette)
+    return figure
+
+
+def bilinear_sources(shape, size):
+    """For each output row (and column) of a bilinear resize from `shape` to `size`, the two
+    source indices it blends (half-pixel centres, as OpenCV and Kornia use)."""
+    pairs = []
+    for source, target in zip(shape, size, strict=True):
+        position = (np.arange(target) + 0.5) * source / target - 0.5
+        low = np.clip(np.floor(position).astype(np.int64), 0, source - 1)
+        pairs.append((low, np.clip(low + 1, 0, source - 1)))
+    return pairs
+
+
+def invented_mask(source, resized):
+    """Pixels of a bilinearly resized label map whose class is in none of the (up to) four
+    source pixels it was blended from."""
+    (rows_low, rows_high), (cols_low, cols_high) = bilinear_sources(source.shape, resized.shape)
+    invented = np.ones(resized.shape, dtype=bool)
+    for rows in (rows_low, rows_high):
+        for cols in (cols_low, cols_high):
+            invented &= source[np.ix_(rows, cols)] != resized
+    return invented
+
+
+def compare_interpolations(label_maps, truths, size, num_classes, backend="albumentations"):
+    """This run's label maps resized to `size` with nearest and with bilinear, each scored
+    against `truths` (at `size`): their scores, the mIoU cost, the share of pixels changed
+    and of pixels given an invented class, and the maps themselves."""
+    from .resize import resize_label_maps
+
+    nearest = resize_label_maps(label_maps, size, backend, "nearest")
+    bilinear = resize_label_maps(label_maps, size, backend, "bilinear")
+    pixels = max(nearest.size, 1)
+    invented = sum(
+        int(invented_mask(np.asarray(s), b).sum())
+        for s, b in zip(label_maps, bilinear, strict=True)
+    )
+    result = {
+        "nearest": score_images(truths, nearest, num_classes),
+        "bilinear": score_images(truths, bilinear, num_classes),
+        "changed": float((nearest != bilinear).sum() / pixels),
+        "invented": invented / pixels,
+        "backend": backend,
+    }
+    result["miou_cost"] = result["bilinear"]["miou"] - result["nearest"]["miou"]
+    return result, nearest, bilinear
+
+
+def boundary_window(nearest, bilinear, side):
+    """(image index, (top, left, side)) of the square window where bilinear differs from
+    nearest on the most pixels (the first image and its corner when they never differ)."""
+    changed = np.asarray(nearest) != np.asarray(bilinear)
+    index = int(np.argmax(changed.reshape(len(changed), -1).sum(axis=1)))
+    height, width = changed.shape[1:]
+    side = min(side, height, width)
+    counts = changed[index].astype(np.int64).cumsum(0).cumsum(1)
+    counts = np.pad(counts, ((1, 0), (1, 0)))
+    windows = (
+        counts[side:, side:]
+        - counts[:-side, side:]
+        - counts[side:, :-side]
+        + counts[:-side, :-side]
+    )
+    top, left = np.unravel_index(int(np.argmax(windows)), windows.shape)
+    return index, (int(top), int(left), side)
+
+
+def interpolation_figure(comparison, nearest, bilinear, truths, titles, class_names, side=32):
+    """The nearest-vs-bilinear panel: mIoU both ways, then a zoomed crop of the boundary where
+    they differ most (truth, nearest, bilinear with invented-class pixels marked)."""
+    palette = class_palette(len(class_names))
+    figure = new_figure(12, 4.4)
+    bars, *crops = figure.subplots(1, 4, width_ratios=(1.2, 1, 1, 1))
+    values = [comparison["nearest"]["miou"], comparison["bilinear"]["miou"]]
+    bars.bar(["nearest", "bilinear"], values, color=["tab:green", "tab:red"])
+    for position, value in enumerate(values):
+        bars.text(position, value, f"{value:.4f}", ha="center", va="bottom")
+    bars.set_ylim(0, max(values) * 1.25 + 0.01)
+    bars.set_ylabel("mIoU (dataset)")
+    bars.set_title(
+        f"cost of bilinear: {comparison['miou_cost']:+.4f} mIoU\n"
+        f"{100 * comparison['changed']:.2f} % pixels changed, "
+        f"{100 * comparison['invented']:.2f} % invented",
+        fontsize=9,
+    )
+    index, (top, left, side) = boundary_window(nearest, bilinear, side)
+    window = (slice(top, top + side), slice(left, left + side))
+    changed = np.asarray(nearest[index]) != np.asarray(bilinear[index])
+    panels = (
+        (truths[index], "ground truth"),
+        (nearest[index], "nearest"),
+        (bilinear[index], "bilinear (changed pixels dotted)"),
+    )
+    for axes, (label_map, label) in zip(crops, panels, strict=True):
+        axes.imshow(colorize(np.asarray(label_map)[window], palette), interpolation="nearest")
+        axes.set_title(label, fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    rows, columns = np.nonzero(changed[window])
+    crops[2].scatter(columns, rows, s=6, c="white", edgecolors="black", linewidths=0.3)
+    where = f"{titles[index]}: rows {top}-{top + side - 1}, columns {left}-{left + side - 1}"
+    if not changed.any():
+        where += " (nearest and bilinear agree on every pixel of every image)"
+    figure.suptitle(where, fontsize=9)
+    add_legend(figure, class_names, palette)
+    return figure
+
+
+def benchmark_runtimes(benchmark_root):
+    """{rule: [(job, seconds), ...]} from Snakemake benchmark files
+    `<benchmark_root>/<rule>/<job...>.tsv` (first data row's `s` column)."""
+    runtimes = {}
+    root = Path(benchmark_root)
+    for path in sorted(root.glob("*/**/*.tsv")):
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        if not rows or "s" not in rows[0]:
+            continue
+        rule, *job = path.relative_to(root).with_suffix("").parts
+        runtimes.setdefault(rule, []).append(("/".join(job), float(rows[0]["s"])))
+    return runtimes
+
+
+def runtimes_figure(runtimes):
+    """Per rule: total wall time of its jobs (bar) and the slowest job, with job counts."""
+    rules = sorted(runtimes, key=lambda rule: -sum(s for _, s in runtimes[rule]))
+    figure = new_figure(8, 0.4 * max(len(rules), 1) + 1.4)
+    axes = figure.add_subplot()
+    if not rules:
+        axes.text(0.5, 0.5, "no benchmark files yet", ha="center", va="center")
+        axes.set_axis_off()
+        return figure
+    totals = [sum(s for _, s in runtimes[rule]) for rule in rules]
+    slowest = [max(s for _, s in runtimes[rule]) for rule in rules]
+    positions = np.arange(len(rules))
+    axes.barh(positions, totals, color="tab:blue", label="all jobs")
+    axes.barh(positions, slowest, height=0.4, color="tab:orange", label="slowest job")
+    for position, rule, total in zip(positions, rules, totals, strict=True):
+        axes.text(total, position, f" {total:.1f} s, {len(runtimes[rule])} job(s)", va="center")
+    axes.set_yticks(positions, rules)
+    axes.invert_yaxis()
+    axes.set_xlim(0, max(totals) * 1.35)
+    axes.set_xlabel("wall time (s), from benchmark files")
+    axes.legend(loc="lower right")
+    axes.set_title("Runtime per rule")
+    return figure
+
+
+def save_figure(figure, path):
+    """Write a figure as PNG, atomically."""
+    with atomic_path(path) as tmp_path:
+        figure.savefig(tmp_path, format="png")
+
+
+def save_text(path, text):
+    """Write text, atomically."""
+    with atomic_path(path) as tmp_path:
+        Path(tmp_path).write_text(text, encoding="utf-8")
+
+
+def report_figures_stage(
+    manifest_path,
+    score_paths,
+    truth_path,
+    resized_paths,
+    label_paths,
+    class_names,
+    outputs,
+    worst=3,
+    others=3,
+):
+    """A scored split's report items: `outputs` maps scores (HTML), iou, confusion, samples
+    and interpolation (PNG) to their paths. `score_paths`: the split's score files, the one at
+    the submission size (that of `truth_path` and `resized_paths`) first."""
+    import json
+
+    manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    entries = {entry["id"]: entry for entry in manifest["images"]}
+    scores_by_size = {}
+    for score_path in score_paths:
+        scores = json.loads(Path(score_path).read_text(encoding="utf-8"))
+        scores_by_size.setdefault(scores.get("size", Path(score_path).stem), scores)
+    scores = next(iter(scores_by_size.values()))
+    image_ids, truths = read_label_shard(truth_path)
+    predictions = maps_in_order(image_ids, resized_paths)
+    titles = [entries[image_id]["file_name"] for image_id in image_ids]
+    num_classes = len(class_names)
+
+    comparison, nearest, bilinear = compare_interpolations(
+        maps_in_order(image_ids, label_paths), truths, truths[0].shape, num_classes
+    )
+    log.info(
+        "report: mIoU %.4f (score file), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
+        "%.2f %% pixels changed, %.2f %% invented",
+        scores["miou"],
+        comparison["nearest"]["miou"],
+        comparison["bilinear"]["miou"],
+        comparison["miou_cost"],
+        100 * comparison["changed"],
+        100 * comparison["invented"],
+    )
+    save_text(outputs["scores"], score_table_html(scores_by_size, class_names, comparison))
+    save_figure(iou_bar_figure(scores, class_names), outputs["iou"])
+    save_figure(confusion_figure(scores["confusion_matrix"], class_names), outputs["confusion"])
+    image_scores = per_image_miou(truths, predictions, num_classes)
+    samples = []
+    for rank, index in enumerate(pick_samples(image_scores, worst, others)):
+        entry = entries[image_ids[index]]
+        kind = f"worst #{rank + 1}" if rank < worst else "sample"
+        samples.append(
+            {
+                "title": f"{entry['file_name']}\n{kind}, mIoU {_format_iou(image_scores[index])}",
+                "image": load_image(Path(manifest["data_root"]) / entry["file_name"]),
+                "truth": truths[index],
+                "prediction": predictions[index],
+            }
+        )
+    save_figure(samples_figure(samples, class_names), outputs["samples"])
+    log.info("report: samples %s", ", ".join(s["title"].replace("\n", " ") for s in samples))
+    figure = interpolation_figure(comparison, nearest, bilinear, truths, titles, class_names)
+    save_figure(figure, outputs["interpolation"])
+
+
+def report_runtimes_stage(benchmark_root, figure_path):
+    """The per-rule runtime figure from whatever benchmark files exist now."""
+    runtimes = benchmark_runtimes(benchmark_root)
+    for rule, jobs in sorted(runtimes.items()):
+        log.info("runtimes: %s: %d job(s), %.2f s", rule, len(jobs), sum(s for _, s in jobs))
+    save_figure(runtimes_figure(runtimes), figure_path)

@@ -1,0 +1,17 @@
+"""Rule report_figures: a scored split's score table and figures for `snakemake --report`."""
+
+from segsubmit.logs import run_stage
+from segsubmit.report import report_figures_stage
+
+run_stage(
+    snakemake.log[0],
+    report_figures_stage,
+    threads=snakemake.threads,
+    manifest_path=snakemake.input.manifest,
+    score_paths=snakemake.input.scores,
+    truth_path=snakemake.input.truth,
+    resized_paths=snakemake.input.resized,
+    label_paths=snakemake.input.labels,
+    class_names=snakemake.params.classes,
+    outputs=dict(snakemake.output.items()),
+)
