@@ -18,6 +18,7 @@ import yaml
 from conftest import REPO_ROOT, SNAKEMAKE_ENV, run_snakemake
 
 from segsubmit.backends.detectron2_backend import DETECTRON2_REQUIREMENT, INSTALL_COMMAND
+from segsubmit.codehash import rule_scripts
 from segsubmit.config import SCHEMA_PATH, coerce_config
 from segsubmit.logs import LOG_FORMAT, format_rate, run_stage
 from segsubmit.provenance import file_sha256, package_version, provenance_record
@@ -191,6 +192,7 @@ def rule_blocks():
 
 def test_every_computing_rule_declares_threads_and_resources():
     blocks = rule_blocks()
+    scripts = rule_scripts(REPO_ROOT / "workflow" / "rules")
     assert {"manifest", "infer", "resize", "submission", "ground_truth", "score"} <= set(blocks)
     for rule, text in blocks.items():
         if "script:" not in text:

@@ -421,12 +421,12 @@ def report_figures_stage(
         scores_by_size.setdefault(scores.get("size", Path(score_path).stem), scores)
     scores = next(iter(scores_by_size.values()))
     image_ids, truths = read_label_shard(truth_path)
-    predictions = maps_in_order(image_ids, resized_paths)
+    predictions = list(maps_in_order(image_ids, resized_paths))  # a generator since 563ec76
     titles = [entries[image_id]["file_name"] for image_id in image_ids]
     num_classes = len(class_names)
 
     comparison, nearest, bilinear = compare_interpolations(
-        maps_in_order(image_ids, label_paths), truths, truths[0].shape, num_classes
+        list(maps_in_order(image_ids, label_paths)), truths, truths[0].shape, num_classes
     )
     log.info(
         "report: mIoU %.4f (score file), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
