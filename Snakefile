@@ -24,10 +24,6 @@ from segsubmit.summary import checkpoint_note, write_run_summary
 RUN_STARTED = time.time()
 
 
-envvars:
-    "PYTHONPATH",
-
-
 configfile: os.path.join(str(workflow.current_basedir), "config/config.yaml")
 
 
@@ -37,6 +33,13 @@ check_config(config)
 
 
 include: "workflow/rules/common.smk"
+
+
+envvars:
+    "PYTHONPATH",
+    SHARDS_VARIABLE,
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/infer.smk"

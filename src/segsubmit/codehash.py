@@ -91,7 +91,7 @@ def script_digest(script_path, package_dir=PACKAGE_DIR):
     return digest.hexdigest()[:16]
 
 
-RULE_PATTERN = re.compile(r"^(?:rule|checkpoint) (\w+):", re.MULTILINE)
+RULE_PATTERN = re.compile(r"^\s*(?:rule|checkpoint) (\w+):", re.MULTILINE)  # also inside `if`
 SCRIPT_PATTERN = re.compile(r"^\s+script:\s*\n\s+\"([^\"]+)\"", re.MULTILINE)
 
 

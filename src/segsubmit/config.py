@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from .errors import SegsubmitError
+from .gpus import visible_gpu_ids
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEMO_SPLITS = ("train", "val", "test")
@@ -176,6 +177,30 @@ def check_config(config):
         )
 
 
+OUTPUT_CACHE_VARIABLE = "SNAKEMAKE_OUTPUT_CACHE"
+
+
+def cache_requested(cache_rules, rule):
+    """Whether this run's `--cache` (Snakemake's `workflow_settings.cache`: None without the
+    flag, [] for every eligible rule, else the named rules) covers `rule`."""
+    return cache_rules is not None and (not cache_rules or rule in cache_rules)
+
+
+def check_output_cache(environ):
+    """`--cache` needs `$SNAKEMAKE_OUTPUT_CACHE`, an existing folder (Snakemake itself only
+    warns, then fails at the first cached job)."""
+    location = environ.get(OUTPUT_CACHE_VARIABLE)
+    if not location:
+        raise SegsubmitError(
+            f"--cache: set {OUTPUT_CACHE_VARIABLE} to a folder shared by everyone who reuses "
+            "predictions, e.g. export SNAKEMAKE_OUTPUT_CACHE=/shared/segsubmit-cache"
+        )
+    if not Path(location).is_dir():
+        raise SegsubmitError(
+            f"{OUTPUT_CACHE_VARIABLE}={location}: not a folder; create it (writable by the team)"
+        )
+
+
 TABLE_START, TABLE_END = "<!-- keys: generated from the schema -->", "<!-- end of keys -->"
 
 
@@ -189,15 +214,9 @@ def with_config_table(readme_text, schema=None):
 
 
 def visible_gpu_count(environ=os.environ, driver_dir="/proc/driver/nvidia/gpus"):
-    """GPUs this process may use, without importing torch or initialising CUDA: the entries of
-    CUDA_VISIBLE_DEVICES when set, else the NVIDIA driver's GPU list."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([entry for entry in visible.split(",") if entry.strip()])
-    try:
-        return len(os.listdir(driver_dir))
-    except OSError:
-        return 0
+    """GPUs this process may use, without importing torch or initialising CUDA (the ids the
+    infer jobs claim among: `gpus.visible_gpu_ids`)."""
+    return len(visible_gpu_ids(environ, driver_dir))
 
 
 def shard_count(shards, device, gpu_count):

@@ -2,6 +2,7 @@
 keep only uint8 argmax maps on the host."""
 
 import logging
+import resource
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .backends import PredictorSettings, host_transform, load_predictor, resolve_device
 from .coco import load_coco
 from .errors import SegsubmitError
+from .gpus import claim_device
 from .images import decode_rgb
 from .labels import label_shard_writer
 from .logs import format_rate
@@ -236,6 +238,23 @@ def predict_shard_to_file(
             add(entries[position]["id"], label_map)
 
 
+def claim_gpu_before_cuda(device):
+    """`gpus.claim_device` for model.device auto/cuda: this job's own GPU among those visible,
+    claimed before CUDA initialises (and before the DataLoader workers fork)."""
+    if torch.cuda.is_initialized():
+        log.warning("CUDA already initialised in this process: no GPU claimed")
+        return None
+    return claim_device(device)
+
+
+def log_peak_memory():
+    """Peak resident memory of this process and of its largest finished child (DataLoader
+    workers): the job's memory record, as a cacheable rule has no Snakemake `benchmark:`."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    log.info("infer: peak memory %.2f GiB, largest child process %.2f GiB", own, children)
+
+
 def infer_stage(
     shard_path, labels_path, backend, predictor_settings, batch_size, workers, on_bad_image
 ):
@@ -247,6 +266,7 @@ def infer_stage(
     shard = load_coco(shard_path)
     entries, data_root = shard["images"], shard["data_root"]
     settings = PredictorSettings(**predictor_settings)
+    claim_gpu_before_cuda(settings.device)  # held until the process ends
     device = resolve_device(settings.device)
     if device.type == "cuda":
         # The main process only stacks and launches; a full intra-op thread pool there competes
@@ -271,3 +291,4 @@ def infer_stage(
     predict_shard_to_file(
         loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
     )
+    log_peak_memory()

@@ -115,8 +115,13 @@ class LabelShard:
         ]
 
     def read(self, position):
-        """The map at `position`."""
-        return self.read_span(position, position + 1)[0]
+        """The map at `position`, copied out of the file (a memory map per map would hold a
+        file descriptor per map)."""
+        if self.flat is not None:
+            return self.read_span(position, position + 1)[0]
+        start, (height, width) = int(self.starts[position]), self.shapes[position]
+        data = np.fromfile(self.path, np.uint8, count=height * width, offset=self.offset + start)
+        return data.reshape(height, width)
 
     def spans(self, length):
         """(image ids, maps) of consecutive spans of at most `length` maps, in file order."""
@@ -157,3 +162,15 @@ def maps_in_order(image_ids, shard_paths):
     for image_id in image_ids:
         shard, position = where[image_id]
         yield shard.read(position)
+
+
+def batched(iterable, size):
+    """Lists of up to `size` consecutive items."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -41,17 +41,20 @@ def dataset_miou(confusion):
     return float(np.nanmean(iou_per_class(confusion)))
 
 
-def score_images(ground_truths, predictions, num_classes):
-    """Dataset-level mIoU, per-class IoU (None: class in neither truth nor prediction),
-    confusion matrix and the per-image-mean mIoU, ready for JSON. The maps may come lazily
-    (iterables): only per-image confusion matrices are kept."""
-    confusions = np.array(
+def image_confusions(ground_truths, predictions, num_classes):
+    """(N, n, n) confusion matrices, one per image, of (possibly lazy) aligned maps."""
+    return np.array(
         [
             confusion_matrix(truth, predicted, num_classes)
             for truth, predicted in zip(ground_truths, predictions, strict=True)
         ],
         dtype=np.int64,
     ).reshape(-1, num_classes, num_classes)
+
+
+def scores_from_confusions(confusions):
+    """Dataset-level mIoU, per-class IoU (None: class in neither truth nor prediction),
+    confusion matrix and the per-image-mean mIoU of per-image confusion matrices, for JSON."""
     total = confusions.sum(axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an image with no valid truth pixel
@@ -64,6 +67,12 @@ def score_images(ground_truths, predictions, num_classes):
         "pixel_accuracy": float(np.diag(total).sum() / max(total.sum(), 1)),
         "images": len(per_image),
     }
+
+
+def score_images(ground_truths, predictions, num_classes):
+    """`scores_from_confusions` of aligned maps; they may come lazily (iterables): only
+    per-image confusion matrices are kept."""
+    return scores_from_confusions(image_confusions(ground_truths, predictions, num_classes))
 
 
 def format_score_table(scores, class_names):

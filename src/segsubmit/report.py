@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .labels import maps_in_order, read_label_shard
-from .metrics import confusion_matrix, iou_per_class, score_images
+from .labels import LabelShard, batched, maps_in_order
+from .metrics import confusion_matrix, image_confusions, iou_per_class, scores_from_confusions
+from .resize import MAPS_AT_ONCE, resize_label_maps
 
 log = logging.getLogger(__name__)
 
@@ -261,39 +262,43 @@ def invented_mask(source, resized):
     return invented
 
 
-def compare_interpolations(label_maps, truths, size, num_classes, backend="albumentations"):
+def compare_interpolations(label_spans, truth_spans, size, num_classes, backend="albumentations"):
     """This run's label maps resized to `size` with nearest and with bilinear, each scored
-    against `truths` (at `size`): their scores, the mIoU cost, the share of pixels changed
-    and of pixels given an invented class, and the maps themselves."""
-    from .resize import resize_label_maps
-
-    nearest = resize_label_maps(label_maps, size, backend, "nearest")
-    bilinear = resize_label_maps(label_maps, size, backend, "bilinear")
-    pixels = max(nearest.size, 1)
-    invented = sum(
-        int(invented_mask(np.asarray(s), b).sum())
-        for s, b in zip(label_maps, bilinear, strict=True)
-    )
+    against the truths (at `size`), a span of maps at a time (aligned iterables of lists): their
+    scores, the mIoU cost, the share of pixels changed and of pixels given an invented class;
+    and the number of pixels changed in each image."""
+    confusions = {"nearest": [], "bilinear": []}
+    changed, invented, pixels = [], 0, 0
+    for label_maps, truths in zip(label_spans, truth_spans, strict=True):
+        nearest = resize_label_maps(label_maps, size, backend, "nearest")
+        bilinear = resize_label_maps(label_maps, size, backend, "bilinear")
+        confusions["nearest"].append(image_confusions(truths, nearest, num_classes))
+        confusions["bilinear"].append(image_confusions(truths, bilinear, num_classes))
+        changed.extend((nearest != bilinear).reshape(len(nearest), -1).sum(axis=1).tolist())
+        invented += sum(
+            int(invented_mask(np.asarray(s), b).sum())
+            for s, b in zip(label_maps, bilinear, strict=True)
+        )
+        pixels += nearest.size
     result = {
-        "nearest": score_images(truths, nearest, num_classes),
-        "bilinear": score_images(truths, bilinear, num_classes),
-        "changed": float((nearest != bilinear).sum() / pixels),
-        "invented": invented / pixels,
-        "backend": backend,
+        name: scores_from_confusions(
+            np.concatenate(parts) if parts else np.zeros((0, num_classes, num_classes), int)
+        )
+        for name, parts in confusions.items()
     }
+    result.update(
+        changed=sum(changed) / max(pixels, 1), invented=invented / max(pixels, 1), backend=backend
+    )
     result["miou_cost"] = result["bilinear"]["miou"] - result["nearest"]["miou"]
-    return result, nearest, bilinear
+    return result, np.array(changed, dtype=np.int64)
 
 
-def boundary_window(nearest, bilinear, side):
-    """(image index, (top, left, side)) of the square window where bilinear differs from
-    nearest on the most pixels (the first image and its corner when they never differ)."""
-    changed = np.asarray(nearest) != np.asarray(bilinear)
-    index = int(np.argmax(changed.reshape(len(changed), -1).sum(axis=1)))
-    height, width = changed.shape[1:]
+def boundary_window(changed, side):
+    """(top, left, side) of the square window of a changed-pixel mask holding the most changed
+    pixels (its corner when none changed)."""
+    height, width = changed.shape
     side = min(side, height, width)
-    counts = changed[index].astype(np.int64).cumsum(0).cumsum(1)
-    counts = np.pad(counts, ((1, 0), (1, 0)))
+    counts = np.pad(changed.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     windows = (
         counts[side:, side:]
         - counts[:-side, side:]
@@ -301,12 +306,12 @@ def boundary_window(nearest, bilinear, side):
         + counts[:-side, :-side]
     )
     top, left = np.unravel_index(int(np.argmax(windows)), windows.shape)
-    return index, (int(top), int(left), side)
+    return int(top), int(left), side
 
 
-def interpolation_figure(comparison, nearest, bilinear, truths, titles, class_names, side=32):
-    """The nearest-vs-bilinear panel: mIoU both ways, then a zoomed crop of the boundary where
-    they differ most (truth, nearest, bilinear with invented-class pixels marked)."""
+def interpolation_figure(comparison, truth, nearest, bilinear, title, class_names, side=32):
+    """The nearest-vs-bilinear panel: mIoU both ways, then a zoomed crop of one image's
+    boundary where the two differ most (truth, nearest, bilinear with changed pixels marked)."""
     palette = class_palette(len(class_names))
     figure = new_figure(12, 4.4)
     bars, *crops = figure.subplots(1, 4, width_ratios=(1.2, 1, 1, 1))
@@ -322,13 +327,13 @@ def interpolation_figure(comparison, nearest, bilinear, truths, titles, class_na
         f"{100 * comparison['invented']:.2f} % invented",
         fontsize=9,
     )
-    index, (top, left, side) = boundary_window(nearest, bilinear, side)
+    changed = np.asarray(nearest) != np.asarray(bilinear)
+    top, left, side = boundary_window(changed, side)
     window = (slice(top, top + side), slice(left, left + side))
-    changed = np.asarray(nearest[index]) != np.asarray(bilinear[index])
     panels = (
-        (truths[index], "ground truth"),
-        (nearest[index], "nearest"),
-        (bilinear[index], "bilinear (changed pixels dotted)"),
+        (truth, "ground truth"),
+        (nearest, "nearest"),
+        (bilinear, "bilinear (changed pixels dotted)"),
     )
     for axes, (label_map, label) in zip(crops, panels, strict=True):
         axes.imshow(colorize(np.asarray(label_map)[window], palette), interpolation="nearest")
@@ -337,7 +342,7 @@ def interpolation_figure(comparison, nearest, bilinear, truths, titles, class_na
         axes.set_yticks([])
     rows, columns = np.nonzero(changed[window])
     crops[2].scatter(columns, rows, s=6, c="white", edgecolors="black", linewidths=0.3)
-    where = f"{titles[index]}: rows {top}-{top + side - 1}, columns {left}-{left + side - 1}"
+    where = f"{title}: rows {top}-{top + side - 1}, columns {left}-{left + side - 1}"
     if not changed.any():
         where += " (nearest and bilinear agree on every pixel of every image)"
     figure.suptitle(where, fontsize=9)
@@ -420,13 +425,14 @@ def report_figures_stage(
         scores = json.loads(Path(score_path).read_text(encoding="utf-8"))
         scores_by_size.setdefault(scores.get("size", Path(score_path).stem), scores)
     scores = next(iter(scores_by_size.values()))
-    image_ids, truths = read_label_shard(truth_path)
-    predictions = list(maps_in_order(image_ids, resized_paths))  # a generator since 563ec76
-    titles = [entries[image_id]["file_name"] for image_id in image_ids]
-    num_classes = len(class_names)
-
-    comparison, nearest, bilinear = compare_interpolations(
-        list(maps_in_order(image_ids, label_paths)), truths, truths[0].shape, num_classes
+    truth_shard = LabelShard(truth_path)
+    image_ids, num_classes = truth_shard.image_ids, len(class_names)
+    size = tuple(int(v) for v in truth_shard.shapes[0]) if len(truth_shard) else (1, 1)
+    comparison, changed = compare_interpolations(
+        batched(maps_in_order(image_ids, label_paths), MAPS_AT_ONCE),
+        (truths for _, truths in truth_shard.spans(MAPS_AT_ONCE)),
+        size,
+        num_classes,
     )
     log.info(
         "report: mIoU %.4f (score file), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
@@ -441,7 +447,8 @@ def report_figures_stage(
     save_text(outputs["scores"], score_table_html(scores_by_size, class_names, comparison))
     save_figure(iou_bar_figure(scores, class_names), outputs["iou"])
     save_figure(confusion_figure(scores["confusion_matrix"], class_names), outputs["confusion"])
-    image_scores = per_image_miou(truths, predictions, num_classes)
+    truths = (truth_shard.read(position) for position in range(len(truth_shard)))
+    image_scores = per_image_miou(truths, maps_in_order(image_ids, resized_paths), num_classes)
     samples = []
     for rank, index in enumerate(pick_samples(image_scores, worst, others)):
         entry = entries[image_ids[index]]
@@ -450,13 +457,22 @@ def report_figures_stage(
             {
                 "title": f"{entry['file_name']}\n{kind}, mIoU {_format_iou(image_scores[index])}",
                 "image": load_image(Path(manifest["data_root"]) / entry["file_name"]),
-                "truth": truths[index],
-                "prediction": predictions[index],
+                "truth": truth_shard.read(index),
+                "prediction": next(maps_in_order([image_ids[index]], resized_paths)),
             }
         )
     save_figure(samples_figure(samples, class_names), outputs["samples"])
     log.info("report: samples %s", ", ".join(s["title"].replace("\n", " ") for s in samples))
-    figure = interpolation_figure(comparison, nearest, bilinear, truths, titles, class_names)
+    most = int(np.argmax(changed)) if len(changed) else 0
+    label_map = [next(maps_in_order([image_ids[most]], label_paths))]
+    figure = interpolation_figure(
+        comparison,
+        truth_shard.read(most),
+        resize_label_maps(label_map, size, "albumentations", "nearest")[0],
+        resize_label_maps(label_map, size, "albumentations", "bilinear")[0],
+        entries[image_ids[most]]["file_name"],
+        class_names,
+    )
     save_figure(figure, outputs["interpolation"])
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
-from .labels import maps_in_order
+from .labels import batched, maps_in_order
 from .manifest import read_manifest
 from .provenance import collect_provenance
 
@@ -192,18 +192,6 @@ def iter_csv_records(lines):
             yield next(csv.reader([line.decode("utf-8")]))
         else:
             yield split_fields(line.rstrip(b"\n").removesuffix(b"\r"))
-
-
-def batched(iterable, size):
-    """Lists of up to `size` consecutive items."""
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def validate_submission(csv_path, expected_file_names, num_classes, pixel_count, threads=None):

@@ -1,7 +1,12 @@
 """Paths and settings shared by the rules (derived from the validated, checked config)."""
 
 from segsubmit.codehash import script_digest
-from segsubmit.config import shard_count, visible_gpu_count
+from segsubmit.config import (
+    cache_requested,
+    check_output_cache,
+    shard_count,
+    visible_gpu_count,
+)
 from segsubmit.manifest import image_fingerprint
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
@@ -12,6 +17,10 @@ INFER_ENV = (
 )
 RESULTS = config["results"]
 THREADS = config["threads"]
+# `--cache`: shard predictions are shared between checkouts through $SNAKEMAKE_OUTPUT_CACHE.
+INFER_CACHED = cache_requested(workflow.workflow_settings.cache, "infer")
+if INFER_CACHED:
+    check_output_cache(os.environ)
 
 
 def code_digest(script):
@@ -32,13 +41,22 @@ SCORE_SIZES = [SUBMISSION_SIZE] + (
 )
 SPLITS = list(config["data"]["splits"])
 SCORED_SPLITS = config["data"]["score"]
-SHARDS = list(
-    range(
-        shard_count(
-            config["data"]["shards"], config["model"]["device"], visible_gpu_count()
-        )
-    )
-)
+SHARDS_VARIABLE = "SEGSUBMIT_SHARDS"
+
+
+def resolved_shard_count():
+    """`data.shards` as a number, decided once by the main snakemake process and handed to
+    the jobs it starts through the environment: a cluster job parses this workflow again on
+    another host, where `auto` could count other GPUs."""
+    if not workflow.is_main_process and os.environ.get(SHARDS_VARIABLE):
+        return int(os.environ[SHARDS_VARIABLE])
+    data, model = config["data"], config["model"]
+    count = shard_count(data["shards"], model["device"], visible_gpu_count())
+    os.environ[SHARDS_VARIABLE] = str(count)
+    return count
+
+
+SHARDS = list(range(resolved_shard_count()))
 USE_DEMO_DATA = config["data"]["root"] is None
 USE_DEMO_MODEL = config["model"]["weights"] is None
 DEMO_ROOT = result("demo/data")

@@ -27,6 +27,7 @@ checkpoint manifest:
         data_root=DATA_ROOT,
         classes=CLASSES,
         category_map=config["data"]["category_map"],
+        shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
         code=code_digest("manifest.py"),
     script:
         "../scripts/manifest.py"
