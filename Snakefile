@@ -5,6 +5,7 @@ Run: snakemake --cores 4 --resources gpu=1   (see README.md)
 
 import os
 import sys
+import time
 
 from snakemake.utils import min_version, validate
 
@@ -17,12 +18,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")])
 )
 
-from segsubmit.config import SCHEMA_PATH, check_config
+from segsubmit.config import SCHEMA_PATH, check_config, coerce_config
+from segsubmit.summary import checkpoint_note, write_run_summary
+
+RUN_STARTED = time.time()
 
 
 configfile: os.path.join(str(workflow.current_basedir), "config/config.yaml")
 
 
+coerce_config(config)  # `--config data={shards: 2}` passes '2'
 validate(config, str(SCHEMA_PATH), set_default=True)
 check_config(config)
 
@@ -45,6 +50,23 @@ include: "workflow/rules/report.smk"
 
 
 report: "workflow/report/workflow.rst"
+
+
+container: config["container"]
+
+
+if getattr(workflow.output_settings, "dryrun", False):
+    for split in SPLITS:
+        if not os.path.exists(result(f"{split}/manifest.json")):
+            print(checkpoint_note(split, coco_json(split), len(SHARDS)))
+
+
+onsuccess:
+    write_run_summary(config, RUN_STARTED, failed=False)
+
+
+onerror:
+    write_run_summary(config, RUN_STARTED, failed=True)
 
 
 rule all:

@@ -1,8 +1,10 @@
 """The detectron2 backend against the real detectron2: identical to DefaultPredictor per image.
 
-Needs detectron2: `pip install -e '.[detectron2]'`, or clone
-github.com/facebookresearch/detectron2 into .deps/detectron2 and run
-`PYTHONPATH=.deps/detectron2 python -m pytest tests/test_detectron2.py` (see docs/detectron2.md).
+Needs detectron2: after `pip install -e .`, the command in
+segsubmit.backends.detectron2_backend.INSTALL_COMMAND (`pip install --no-build-isolation
+'detectron2 @ git+…'`), or clone github.com/facebookresearch/detectron2 into .deps/detectron2
+and run `PYTHONPATH=.deps/detectron2 python -m pytest tests/test_detectron2.py`
+(see docs/detectron2.md).
 """
 
 import json
@@ -17,14 +19,15 @@ import torch
 from conftest import make_dataset, run_snakemake, tiny_config
 
 from segsubmit.backends import host_transform, load_predictor
+from segsubmit.backends.detectron2_backend import INSTALL_COMMAND
 from segsubmit.errors import SegsubmitError
 from segsubmit.submission import validate_submission
 from segsubmit.testing import predict_shard, predictor_settings, write_detectron2_model
 
 pytest.importorskip(
     "detectron2",
-    reason="detectron2 not installed: pip install -e '.[detectron2]', or clone "
-    "github.com/facebookresearch/detectron2 to .deps/detectron2 and set PYTHONPATH to it",
+    reason=f"detectron2 not installed: after `pip install -e .`, run `{INSTALL_COMMAND}`, or "
+    "clone github.com/facebookresearch/detectron2 to .deps/detectron2 and set PYTHONPATH to it",
 )
 
 pytestmark = pytest.mark.filterwarnings(
@@ -164,7 +167,9 @@ def test_missing_detectron2_gives_install_hint():
         "load_predictor('detectron2', predictor_settings('w', device='cpu'))"
     )
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
-    assert "detectron2 is not installed; pip install -e '.[detectron2]'" in result.stderr
+    assert f"detectron2 is not installed; after `pip install -e .`, run `{INSTALL_COMMAND}`" in (
+        result.stderr
+    )
 
 
 @pytest.mark.workflow

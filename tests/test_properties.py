@@ -189,7 +189,9 @@ def run_every_stage(root, json_path, out, rng):
     """manifest -> (fake) infer -> resize -> submission; ground truth and score when the json
     has annotations (a scored split without them is refused by the config check)."""
     shard_paths = [out / f"shards/{k}.json" for k in range(2)]
-    manifest_stage(json_path, root, CLASSES, out / "manifest.json", shard_paths, 4096)
+    manifest_stage(
+        json_path, root, CLASSES, out / "manifest.json", shard_paths, max_image_pixels=4096
+    )
     resized = [
         fake_infer_and_resize(out, path, rng, "albumentations", [5, 4]) for path in shard_paths
     ]
@@ -219,7 +221,9 @@ def test_malformed_json_is_refused_at_the_manifest_or_goes_through(tmp_path_fact
     json_path.write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
     out = tmp_path_factory.mktemp("results")
     try:
-        manifest_stage(json_path, root, CLASSES, out / "m.json", [out / "0.json"], 4096)
+        manifest_stage(
+            json_path, root, CLASSES, out / "m.json", [out / "0.json"], max_image_pixels=4096
+        )
     except SegsubmitError as err:
         message = str(err)
         assert message.startswith(f"{json_path}: ") and "\n" not in message, message

@@ -161,8 +161,11 @@ def validate_images(json_path, coco, max_pixels=None):
     check_look_alikes(json_path, [image["file_name"] for image in images])
 
 
-def validate_categories(json_path, coco, class_names):
-    """Check `categories`: typed, unique ids and names, every name one of `class_names`."""
+def validate_categories(json_path, coco, class_names, category_map=None):
+    """Check `categories`: typed, unique ids and names, every name one of `class_names` once
+    renamed with `category_map` ({json name: class name}, data.category_map); returns
+    {category id: class name}."""
+    category_map = category_map or {}
     categories = _records(json_path, coco, "categories", ("id", "name"), required=False)
     _check_ids(json_path, categories, "categories")
     for index, category in enumerate(categories):
@@ -180,19 +183,21 @@ def validate_categories(json_path, coco, class_names):
                 f"{json_path}: duplicate category {key}s {_short(duplicates)}; each category "
                 "needs its own id and name"
             )
-    unknown = [c["name"] for c in categories if c["name"] not in class_names]
+    class_of = {c["id"]: category_map.get(c["name"], c["name"]) for c in categories}
+    unknown = [c["name"] for c in categories if class_of[c["id"]] not in class_names]
     if unknown:
         raise SegsubmitError(
             f"{json_path}: categories {_short(unknown)} are not in the configured classes; "
-            "add them to `classes` in the config"
+            "add them to `classes`, or map them to a class with data.category_map"
         )
-    return categories
+    return class_of
 
 
-def category_class_index(json_path, coco, class_names):
-    """Map each COCO category id to its class index (position of its name in `class_names`)."""
-    categories = validate_categories(json_path, coco, class_names)
-    return {c["id"]: class_names.index(c["name"]) for c in categories}
+def category_class_index(json_path, coco, class_names, category_map=None):
+    """Map each COCO category id to its class index: the position in `class_names` of its name,
+    after renaming it with `category_map`."""
+    class_of = validate_categories(json_path, coco, class_names, category_map)
+    return {category: class_names.index(name) for category, name in class_of.items()}
 
 
 def polygon_problem(polygon, height, width):
@@ -274,7 +279,7 @@ def validate_annotation(json_path, index, annotation, images_by_id):
         raise SegsubmitError(f"{json_path}: {where}.segmentation {problem}")
 
 
-def validate_annotations(json_path, coco, class_names):
+def validate_annotations(json_path, coco, class_names, category_map=None):
     """Check annotations: typed ids referring to known images and categories, finite area,
     well-formed segmentations."""
     annotations = _records(
@@ -289,7 +294,7 @@ def validate_annotations(json_path, coco, class_names):
             f"{json_path}: annotations refer to image ids {_short(orphan_ids)} "
             "missing from 'images'"
         )
-    known_categories = category_class_index(json_path, coco, class_names)
+    known_categories = category_class_index(json_path, coco, class_names, category_map)
     unknown_ids = sorted({a["category_id"] for a in annotations} - known_categories.keys())
     if unknown_ids:
         raise SegsubmitError(
@@ -300,8 +305,8 @@ def validate_annotations(json_path, coco, class_names):
         validate_annotation(json_path, index, annotation, images_by_id)
 
 
-def validate_coco(json_path, coco, class_names, max_pixels=None):
+def validate_coco(json_path, coco, class_names, category_map=None, max_pixels=None):
     """All checks the workflow relies on, each failing with a one-line message."""
     _require(json_path, isinstance(coco, dict), "the top level", "an object with 'images'", coco)
     validate_images(json_path, coco, max_pixels)
-    validate_annotations(json_path, coco, class_names)
+    validate_annotations(json_path, coco, class_names, category_map)

@@ -107,6 +107,48 @@ def wrap_comment(text, width):
     return [*lines, line] if line else lines
 
 
+YAML_TYPES = {"integer": (int,), "number": (int, float), "boolean": (bool,)}
+
+
+def allowed_types(subschema):
+    """JSON types a subschema allows (its `type`, and those of its oneOf/anyOf branches)."""
+    types = subschema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    for branch in subschema.get("oneOf", []) + subschema.get("anyOf", []):
+        types |= allowed_types(branch)
+    return types
+
+
+def coerce_value(value, subschema):
+    """`value` with strings turned into the number or boolean the schema expects there."""
+    types = allowed_types(subschema)
+    if isinstance(value, str) and "string" not in types:
+        parsed = yaml.safe_load(value) if value.strip() else value
+        for json_type in types & YAML_TYPES.keys():
+            wanted = YAML_TYPES[json_type]
+            if isinstance(parsed, wanted) and (json_type == "boolean") == isinstance(parsed, bool):
+                return parsed
+        return value
+    if isinstance(value, list) and "items" in subschema:
+        return [coerce_value(item, subschema["items"]) for item in value]
+    if isinstance(value, dict) and "properties" in subschema:
+        properties = subschema["properties"]
+        return {
+            key: coerce_value(item, properties[key]) if key in properties else item
+            for key, item in value.items()
+        }
+    return value
+
+
+def coerce_config(config, schema=None):
+    """Snakemake's `--config key={...}` reads everything inside a mapping or list as strings
+    (`data={shards: 2}` gives '2'): turn such strings into the numbers and booleans the schema
+    expects, in place, before validation."""
+    schema = schema or load_schema()
+    config.update(coerce_value(dict(config), schema))
+    return config
+
+
 def nonfinite_keys(value, key=""):
     """Dotted keys (with list positions) of every NaN or infinite number in `value`."""
     if isinstance(value, dict):
@@ -189,6 +231,11 @@ def check_config(config, workdir=None):
         raise SegsubmitError(
             f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
             "set data.root to use your own data"
+        )
+    unknown_targets = sorted(set(config["data"]["category_map"].values()) - set(config["classes"]))
+    if unknown_targets:
+        raise SegsubmitError(
+            f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
         )
     if backend == "detectron2" and not config["model"]["config_file"]:
         raise SegsubmitError(

@@ -41,11 +41,11 @@ def with_area(annotation, height, width):
     return {**annotation, "area": float(mask_utils.area(rle))}
 
 
-def validated_dataset(json_path, class_names):
+def validated_dataset(json_path, class_names, category_map=None):
     """The json as `validate_coco` passed it (the manifest did the same, so this cannot fail
     after it), annotations numbered 1..N and each with an `area`; refused without annotations."""
     coco = load_coco(json_path)
-    validate_coco(json_path, coco, class_names)
+    validate_coco(json_path, coco, class_names, category_map)
     if not coco.get("annotations"):
         raise SegsubmitError(
             f"{json_path}: no annotations to score against; remove the split from data.score"
@@ -58,21 +58,23 @@ def validated_dataset(json_path, class_names):
     return {**coco, "annotations": annotations}
 
 
-def load_ground_truth(json_path, class_names):
+def load_ground_truth(json_path, class_names, category_map=None):
     """(pycocotools COCO, {category id: class index}) for a json with annotations."""
     from pycocotools.coco import COCO
 
     coco_api = COCO()
-    coco_api.dataset = validated_dataset(json_path, class_names)
+    coco_api.dataset = validated_dataset(json_path, class_names, category_map)
     coco_api.createIndex()
-    return coco_api, category_class_index(json_path, coco_api.dataset, class_names)
+    return coco_api, category_class_index(json_path, coco_api.dataset, class_names, category_map)
 
 
-def ground_truth_stage(json_path, manifest_path, ground_truth_path, class_names, size):
+def ground_truth_stage(
+    json_path, manifest_path, ground_truth_path, class_names, size, category_map=None
+):
     """Stage entry: the split's annotations rasterized in manifest order, resized to `size`
     (h, w) with the submission's NEAREST rule, or kept at the images' size when `size` is None."""
     entries = read_manifest(manifest_path)
-    coco_api, class_of_category = load_ground_truth(json_path, class_names)
+    coco_api, class_of_category = load_ground_truth(json_path, class_names, category_map)
     shapes = [size or (entry["height"], entry["width"]) for entry in entries]
     with label_shard_writer(ground_truth_path, sum(h * w for h, w in shapes)) as add:
         for first in range(0, len(entries), MAPS_AT_ONCE):

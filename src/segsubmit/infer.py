@@ -3,6 +3,7 @@ keep only uint8 argmax maps on the host."""
 
 import logging
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .backends import PredictorSettings, host_transform, load_predictor, resolve_device
 from .coco import load_coco
@@ -17,6 +19,7 @@ from .errors import SegsubmitError
 from .gpus import claim_device
 from .images import decode_rgb
 from .labels import label_shard_writer
+from .logs import format_rate
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +198,10 @@ def iter_shard_predictions(loader, entries, predictor, batch_size, workers, on_b
     blank_files = []
     started = time.perf_counter()
     batches = batch_predictions(loader, entries, predictor, on_bad_image)
-    with tqdm(total=len(entries), desc="infer", unit="img") as progress:
+    with (
+        logging_redirect_tqdm(),  # log lines go above the bar instead of through it
+        tqdm(total=len(entries), desc="infer", unit="img", file=sys.stderr) as progress,
+    ):
         for positions, label_maps, blank in batches:
             if not progress.n:
                 log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
@@ -205,10 +211,10 @@ def iter_shard_predictions(loader, entries, predictor, batch_size, workers, on_b
             progress.update(len(positions))
     seconds = time.perf_counter() - started
     log.info(
-        "infer: %d images in %.2f s (%.0f images/s, batch size %d, %d workers)",
+        "infer: %d images in %.2f s (%s images/s, batch size %d, %d workers)",
         len(entries),
         seconds,
-        len(entries) / max(seconds, 1e-9),
+        format_rate(len(entries), seconds),
         batch_size,
         workers,
     )

@@ -1,5 +1,7 @@
-"""Run one workflow stage: log to the rule's log file and stderr; user errors become one line."""
+"""Run one workflow stage: log to the rule's log file and stderr; user errors become one line,
+unexpected ones their full traceback in the rule's log too."""
 
+import inspect
 import logging
 import os
 import sys
@@ -7,18 +9,15 @@ import time
 
 from .errors import SegsubmitError
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def configure_logging(log_path=None):
     """INFO to stderr and (when given) to the rule's log file."""
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
 
 
 def seconds_since_process_start():
@@ -32,18 +31,47 @@ def seconds_since_process_start():
         return None
 
 
-def run_stage(log_path, stage, **arguments):
-    """Call `stage(**arguments)`; a SegsubmitError exits 1 with its one-line message."""
+def use_threads(threads):
+    """Let the libraries this process imported use `threads` CPU threads (the rule's
+    `threads:`): torch's intra-op pool and OpenCV's. Snakemake sets OMP_NUM_THREADS too."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+
+
+def run_stage(log_path, stage, threads=None, **arguments):
+    """Call `stage(**arguments)` with `threads` CPU threads (None: leave the libraries' own
+    setting; a stage with a `threads` parameter also gets it). A SegsubmitError exits 1 with its
+    one-line message; any other exception exits 1 after writing its traceback to the rule's log
+    (and stderr), so a cluster job's log shows the cause."""
     configure_logging(log_path)
     log = logging.getLogger(f"segsubmit.{stage.__name__}")
     startup = seconds_since_process_start()
     if startup is not None:
         log.info("process start-up and imports: %.2f s", startup)
+    if threads is not None:
+        use_threads(threads)
+        if "threads" in inspect.signature(stage).parameters:
+            arguments["threads"] = threads
+        log.info("threads: %d", threads)
     started = time.perf_counter()
     try:
         result = stage(**arguments)
     except SegsubmitError as err:
         log.error("error: %s", err)
         sys.exit(1)
+    except Exception:
+        log.exception(
+            "unexpected error in %s (a bug: please report it with this log)", stage.__name__
+        )
+        sys.exit(1)
     log.info("done in %.2f s", time.perf_counter() - started)
     return result
+
+
+def format_rate(count, seconds):
+    """Throughput per second, at least 3 significant digits: '672', '1.25', '0.0417' (a slow
+    CPU run never shows as a rounded '0')."""
+    rate = count / max(seconds, 1e-9)
+    return f"{rate:.0f}" if rate >= 100 else f"{rate:.3g}"

@@ -58,12 +58,14 @@ def image_fingerprint(json_path, data_root):
     return digest.hexdigest()
 
 
-def build_manifest(json_path, data_root, class_names, shard_count, max_pixels=None):
+def build_manifest(
+    json_path, data_root, class_names, shard_count, category_map=None, max_pixels=None
+):
     """Manifest entries in json order: id, file_name, width, height, shard, sha1 and `path`,
     the file the manifest resolved and hashed, relative to `data_root`: the one later stages
-    open."""
+    open. Categories are renamed with `category_map`; images above `max_pixels` are refused."""
     coco = load_coco(json_path)
-    validate_coco(json_path, coco, class_names, max_pixels)
+    validate_coco(json_path, coco, class_names, category_map, max_pixels)
     root = Path(data_root).resolve()
     entries = []
     for image in coco["images"]:
@@ -112,10 +114,19 @@ def manifest_file_names(path):
 
 
 def manifest_stage(
-    json_path, data_root, class_names, manifest_path, shard_paths, max_image_pixels=None
+    json_path,
+    data_root,
+    class_names,
+    manifest_path,
+    shard_paths,
+    category_map=None,
+    max_image_pixels=None,
 ):
-    """Stage entry: validate the COCO json and its image files; write manifest + shard files."""
-    entries = build_manifest(json_path, data_root, class_names, len(shard_paths), max_image_pixels)
+    """Stage entry: validate the COCO json and its image files (categories renamed with
+    `category_map`, images up to `max_image_pixels`); write manifest + shard files."""
+    entries = build_manifest(
+        json_path, data_root, class_names, len(shard_paths), category_map, max_image_pixels
+    )
     write_manifest(entries, manifest_path, shard_paths, data_root)
     sizes = Counter(entry["shard"] for entry in entries)
     log.info(

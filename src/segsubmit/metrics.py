@@ -7,6 +7,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .labels import LabelShard, maps_in_order
+from .provenance import collect_provenance
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,25 @@ def format_score_table(scores, class_names):
     return "\n".join(lines)
 
 
-def score_stage(ground_truth_path, label_paths, score_path, table_path, class_names, size_name):
-    """Stage entry: mIoU and friends of the label maps against the cached ground truth."""
+def score_stage(
+    ground_truth_path,
+    label_paths,
+    score_path,
+    table_path,
+    class_names,
+    size_name,
+    provenance_settings=None,
+    model_files=None,
+):
+    """Stage entry: mIoU and friends of the label maps against the cached ground truth, with
+    the provenance of `provenance_settings` and `model_files`."""
     truth_shard = LabelShard(ground_truth_path)
     truths = (truth_shard.read(position) for position in range(len(truth_shard)))
     predictions = maps_in_order(truth_shard.image_ids, label_paths)
     scores = score_images(truths, predictions, len(class_names))
     scores["classes"] = list(class_names)
     scores["size"] = size_name
+    scores["provenance"] = collect_provenance(provenance_settings or {}, model_files or {})
     table = format_score_table(scores, class_names)
     write_json(score_path, scores)
     with atomic_path(table_path) as tmp_path:

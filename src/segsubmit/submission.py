@@ -19,6 +19,7 @@ from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
 from .labels import batched, maps_in_order, read_shard_warnings
 from .manifest import read_manifest
+from .provenance import collect_provenance
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def _validate_records(csv_path, records, expected_file_names, pool, row_problem)
     return rows
 
 
-def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size):
+def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size, threads=None):
     """submission.csv in manifest order, each map checked (`size`, classes in range) before its
     row is written, under a temporary name; that file is re-read and checked
     (`validate_submission`) and only then renamed into place: a file named submission.csv has
@@ -288,37 +289,64 @@ def write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, 
 
     def check(tmp_path):
         pixels = size[0] * size[1]
-        return validate_submission(tmp_path, file_names, num_classes, pixels, name=csv_path)
+        return validate_submission(
+            tmp_path, file_names, num_classes, pixels, threads, name=csv_path
+        )
 
     def needed_bytes():
         return csv_size(file_names, maps_in_order(image_ids, resized_paths))
 
-    rows = write_submission(csv_path, file_names, checked, check=check, needed_bytes=needed_bytes)
+    rows = write_submission(
+        csv_path, file_names, checked, threads, check=check, needed_bytes=needed_bytes
+    )
     log.info("submission: %d rows -> %s (re-read and checked)", rows, csv_path)
     return rows
 
 
-def write_report(report_path, csv_path, rows, warnings):
-    """submission.valid.json: the checked CSV, its rows, and the warnings of the predictions it
-    holds (machine-readable, one line each; also logged)."""
+def write_report(report_path, csv_path, rows, warnings, provenance=None):
+    """submission.valid.json: the checked CSV, its rows, the warnings of the predictions it
+    holds (machine-readable, one line each; also logged) and what made it (`provenance`)."""
     for warning in warnings:
         log.warning("%s", warning)
-    payload = {"csv": str(csv_path), "rows": rows, "valid": True, "warnings": list(warnings)}
-    write_json(report_path, payload)
+    report = {"csv": str(csv_path), "rows": rows, "valid": True, "warnings": list(warnings)}
+    write_json(report_path, {**report, **({"provenance": provenance} if provenance else {})})
 
 
-def validate_stage(csv_path, manifest_path, report_path, num_classes, size, warnings=()):
+def validate_stage(
+    csv_path,
+    manifest_path,
+    report_path,
+    num_classes,
+    size,
+    threads=None,
+    provenance=None,
+    warnings=(),
+):
     """Re-read a finished submission.csv and record that it passed (a pass over the file as
-    written, not over the maps it was written from)."""
+    written, not over the maps it was written from), with what made it (`provenance`)."""
     file_names = [entry["file_name"] for entry in read_manifest(manifest_path)]
-    rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1])
-    write_report(report_path, csv_path, rows, warnings)
+    rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1], threads)
+    write_report(report_path, csv_path, rows, warnings, provenance)
     log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
 
 
-def submission_stage(manifest_path, resized_paths, csv_path, report_path, num_classes, size):
-    """Stage entry: `write_submission_stage` (the CSV is checked before it takes its final
-    name), then submission.valid.json with the shards' prediction warnings."""
-    rows = write_submission_stage(manifest_path, resized_paths, csv_path, num_classes, size)
+def submission_stage(
+    manifest_path,
+    resized_paths,
+    csv_path,
+    report_path,
+    num_classes,
+    size,
+    threads=None,
+    provenance_settings=None,
+    model_files=None,
+):
+    """Stage entry: `write_submission_stage` (the CSV is checked, with `threads` threads, before
+    it takes its final name), then submission.valid.json with the shards' prediction warnings
+    and the provenance of `provenance_settings` and `model_files`."""
+    rows = write_submission_stage(
+        manifest_path, resized_paths, csv_path, num_classes, size, threads
+    )
     warnings = [w for path in resized_paths for w in read_shard_warnings(path)]
-    write_report(report_path, csv_path, rows, warnings)
+    provenance = collect_provenance(provenance_settings or {}, model_files or {})
+    write_report(report_path, csv_path, rows, warnings, provenance)

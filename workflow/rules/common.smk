@@ -16,6 +16,7 @@ INFER_ENV = (
     else "../../envs/torch.yaml"
 )
 RESULTS = config["results"]
+THREADS = config["threads"]
 # `--cache`: shard predictions are shared between checkouts through $SNAKEMAKE_OUTPUT_CACHE.
 INFER_CACHED = cache_requested(workflow.workflow_settings.cache, "infer")
 if INFER_CACHED:
@@ -113,6 +114,41 @@ def benchmark_path(rule_name, pattern):
 def log_path(rule_name, pattern):
     """Log file of a rule's job."""
     return result(f"logs/{rule_name}/{pattern}.log")
+
+
+def model_provenance():
+    """The model settings that decide the predictions (for `provenance` params)."""
+    model, infer = config["model"], config["infer"]
+    backend = model["backend"]
+    settings = {
+        "backend": backend,
+        "weights": WEIGHTS,
+        "device": model["device"],
+        "precision": infer["precision"],
+        "channels_last": infer["channels_last"],
+    }
+    if backend == "detectron2":
+        settings.update(config_file=model["config_file"], opts=model["opts"])
+    else:
+        settings.update(mean=model["mean"], std=model["std"])
+    if backend == "torchvision":
+        settings["architecture"] = model["architecture"]
+    return settings
+
+
+def provenance_settings(rules, size_name=None):
+    """What a score or submission records about what made it: model settings, resize (not for
+    the input-size score), classes, size and the code digests of `rules` (their scripts).
+    """
+    settings = {"model": model_provenance(), "classes": CLASSES}
+    if size_name != "input":
+        settings["resize"] = {
+            key: config["resize"][key] for key in ("backend", "interpolation", "size")
+        }
+    if size_name is not None:
+        settings["size"] = size_name
+    settings["code"] = {rule: code_digest(f"{rule}.py") for rule in rules}
+    return settings
 
 
 def scored_label_maps(wildcards):

@@ -10,6 +10,10 @@ rule demo_dataset:
         benchmark_path("demo_dataset", "demo")
     conda:
         "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         counts=config["demo"]["images"],
         seed=config["demo"]["seed"],
@@ -31,7 +35,11 @@ rule demo_model:
         benchmark_path("demo_model", "demo")
     conda:
         "../../envs/torch.yaml"
+    # Fixed, not `threads`: the demo model (and its documented score) is the same everywhere.
     threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         architecture=config["model"]["architecture"],
         steps=config["demo"]["train_steps"],

@@ -43,8 +43,11 @@ if INFER_CACHED:
         cache: "omit-software"
         conda:
             INFER_ENV
+        threads: THREADS
         resources:
             gpu=1,
+            mem_mb=16000,
+            runtime=120,
         params:
             **INFER_PARAMS,
         script:
@@ -64,8 +67,11 @@ else:
             benchmark_path("infer", "{split}/{shard}")
         conda:
             INFER_ENV
+        threads: THREADS
         resources:
             gpu=1,
+            mem_mb=16000,
+            runtime=120,
         params:
             **INFER_PARAMS,
         script:

@@ -17,11 +17,16 @@ checkpoint manifest:
         benchmark_path("manifest", "{split}")
     conda:
         "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
         images=images_fingerprint,
         data_root=DATA_ROOT,
         classes=CLASSES,
+        category_map=config["data"]["category_map"],
         max_image_pixels=config["infer"]["max_image_pixels"],
         shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
         code=code_digest("manifest.py"),

@@ -52,6 +52,10 @@ rule report_figures:
         benchmark_path("report_figures", "{split}")
     conda:
         "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         classes=CLASSES,
         code=code_digest("report.py"),
@@ -76,6 +80,10 @@ rule report_runtimes:
         benchmark_path("report_runtimes", "all")
     conda:
         "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     params:
         benchmarks=result("benchmarks"),
         code=code_digest("report_runtimes.py"),

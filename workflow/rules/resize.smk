@@ -12,6 +12,11 @@ rule resize:
         benchmark_path("resize", "{split}/{shard}")
     conda:
         "../../envs/torch.yaml"
+    # One thread: a nearest resize of one shard is memory-bound; shards run side by side.
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         backend=config["resize"]["backend"],
         size=config["resize"]["size"],

@@ -15,9 +15,14 @@ rule ground_truth:
         benchmark_path("ground_truth", "{split}/{size}")
     conda:
         "../../envs/core.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=30,
     params:
         coco=lambda wildcards: coco_json(wildcards.split),
         classes=CLASSES,
+        category_map=config["data"]["category_map"],
         size=lambda wildcards: parse_size_name(wildcards.size),
         code=code_digest("ground_truth.py"),
     script:
@@ -26,6 +31,7 @@ rule ground_truth:
 
 rule score:
     input:
+        unpack(model_inputs),
         truth=result("{split}/ground_truth/{size}.npz"),
         labels=scored_label_maps,
     output:
@@ -39,9 +45,19 @@ rule score:
         size="|".join(SCORE_SIZES),
     conda:
         "../../envs/core.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=30,
     params:
         classes=CLASSES,
         size_name="{size}",
+        provenance=lambda wildcards: provenance_settings(
+            ["manifest", "infer"]
+            + ([] if wildcards.size == "input" else ["resize"])
+            + ["ground_truth", "score"],
+            wildcards.size,
+        ),
         code=code_digest("score.py"),
     script:
         "../scripts/score.py"

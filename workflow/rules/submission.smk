@@ -4,6 +4,7 @@ the same job: one process start fewer on the run's critical path)."""
 
 rule submission:
     input:
+        unpack(model_inputs),
         manifest=manifest_file,
         resized=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
     output:
@@ -15,9 +16,14 @@ rule submission:
         benchmark_path("submission", "{split}")
     conda:
         "../../envs/core.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         num_classes=len(CLASSES),
         size=config["resize"]["size"],
+        provenance=provenance_settings(["manifest", "infer", "resize", "submission"]),
         code=code_digest("submission.py"),
     script:
         "../scripts/submission.py"

@@ -6,6 +6,7 @@ from segsubmit.synthetic import demo_dataset_stage
 run_stage(
     snakemake.log[0],
     demo_dataset_stage,
+    threads=snakemake.threads,
     data_root=snakemake.output[0],
     counts=snakemake.params.counts,
     seed=snakemake.params.seed,

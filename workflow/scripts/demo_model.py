@@ -6,6 +6,7 @@ from segsubmit.logs import run_stage
 run_stage(
     snakemake.log[0],
     demo_model_stage,
+    threads=snakemake.threads,
     data_root=snakemake.input.data,
     class_names=snakemake.params.classes,
     weights_path=snakemake.output[0],

@@ -6,6 +6,7 @@ from segsubmit.logs import run_stage
 run_stage(
     snakemake.log[0],
     infer_stage,
+    threads=snakemake.threads,
     shard_path=snakemake.input.shard,
     labels_path=snakemake.output[0],
     backend=snakemake.params.backend,

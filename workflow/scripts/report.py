@@ -6,6 +6,7 @@ from segsubmit.report import report_figures_stage
 run_stage(
     snakemake.log[0],
     report_figures_stage,
+    threads=snakemake.threads,
     manifest_path=snakemake.input.manifest,
     score_paths=snakemake.input.scores,
     truth_path=snakemake.input.truth,

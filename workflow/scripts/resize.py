@@ -6,6 +6,7 @@ from segsubmit.resize import resize_stage
 run_stage(
     snakemake.log[0],
     resize_stage,
+    threads=snakemake.threads,
     labels_path=snakemake.input[0],
     resized_path=snakemake.output[0],
     backend=snakemake.params.backend,

@@ -17,9 +17,16 @@ from ..errors import SegsubmitError
 from ..pil_resize import pil_bilinear_resize
 from .base import Backend, Predictor, autocast_context, check_class_count, register_backend
 
+DETECTRON2_COMMIT = "02b5c4e295e990042a714712c21dc79b731e8833"  # the commit this project tests
+DETECTRON2_REQUIREMENT = (
+    f"detectron2 @ git+https://github.com/facebookresearch/detectron2.git@{DETECTRON2_COMMIT}"
+)
+# Two steps: detectron2's setup.py imports torch, so it builds only without build isolation,
+# after torch (installed with segsubmit) is there.
+INSTALL_COMMAND = f"pip install --no-build-isolation '{DETECTRON2_REQUIREMENT}'"
 INSTALL_HINT = (
-    "pip install -e '.[detectron2]' (installs it from github.com/facebookresearch/detectron2), "
-    "or put a detectron2 source checkout on PYTHONPATH"
+    f"after `pip install -e .`, run `{INSTALL_COMMAND}` (builds in ~3 min; needs a C++ "
+    "compiler; see docs/detectron2.md)"
 )
 
 

@@ -1,0 +1,170 @@
+"""What the user reads at the end of a run (the Snakefile's onsuccess/onerror) and in a dry run
+before the manifest checkpoint has run: where the CSVs are, the scores, which outputs this run
+wrote and which it reused, and the warnings the jobs logged."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .atomic import atomic_path
+from .config import default_config
+from .manifest import shard_of
+
+WARNING_MARK = " WARNING "  # as segsubmit.logs.LOG_FORMAT writes a warning line
+
+
+def split_outputs(results, split, shards, score_sizes):
+    """{stage: [output paths]} of one split (scored when `score_sizes`)."""
+    base = Path(results) / split
+    outputs = {
+        "manifest": [base / "manifest.json"],
+        "infer": [base / "labels" / f"{shard}.npz" for shard in shards],
+        "resize": [base / "resized" / f"{shard}.npz" for shard in shards],
+        "submission": [base / "submission.csv"],
+    }
+    if score_sizes:
+        outputs["ground_truth"] = [base / "ground_truth" / f"{size}.npz" for size in score_sizes]
+        outputs["score"] = [base / "score" / f"{size}.json" for size in score_sizes]
+    return outputs
+
+
+def ran_and_reused(paths, started):
+    """(written at or after `started`, older, missing) counts of `paths`."""
+    ran = reused = missing = 0
+    for path in paths:
+        try:
+            modified = os.stat(path).st_mtime
+        except OSError:
+            missing += 1
+            continue
+        if modified >= started:
+            ran += 1
+        else:
+            reused += 1
+    return ran, reused, missing
+
+
+def read_json(path):
+    """A json file's content, or None when it is absent or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def logged_warnings(log_paths):
+    """'log: message' of every warning line in the given logs (absent logs skipped)."""
+    found = []
+    for path in log_paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        found += [
+            f"{path}: {line.split(WARNING_MARK, 1)[1]}" for line in lines if WARNING_MARK in line
+        ]
+    return found
+
+
+def split_logs(results, split, shards, score_sizes):
+    """The logs of a split's jobs."""
+    logs = Path(results) / "logs"
+    paths = [logs / "manifest" / f"{split}.log", logs / "submission" / f"{split}.log"]
+    for rule in ("infer", "resize"):
+        paths += [logs / rule / split / f"{shard}.log" for shard in shards]
+    for rule in ("ground_truth", "score"):
+        paths += [logs / rule / split / f"{size}.log" for size in score_sizes]
+    return paths
+
+
+def split_summary(results, split, shards, score_sizes, started):
+    """Lines about one split: CSV, scores, ran/reused per stage; and its warnings."""
+    base = Path(results) / split
+    report = read_json(base / "submission.valid.json") or {}
+    csv_line = f"{split}: {base / 'submission.csv'}"
+    csv_line += f" ({report['rows']} rows, checked)" if report.get("valid") else " (not written)"
+    lines = [csv_line]
+    for size in score_sizes:
+        score = read_json(base / "score" / f"{size}.json")
+        if score:
+            lines.append(
+                f"  mIoU {score['miou']:.4f} at {size} (per-image mean "
+                f"{score['per_image_mean_miou']:.4f}; {base / 'score' / f'{size}.txt'})"
+            )
+    stages = []
+    for stage, paths in split_outputs(results, split, shards, score_sizes).items():
+        ran, reused, missing = ran_and_reused(paths, started)
+        counts = [f"{ran} ran"] * bool(ran) + [f"{reused} reused"] * bool(reused)
+        counts += [f"{missing} missing"] * bool(missing)
+        stages.append(f"{stage} {', '.join(counts)}")
+    lines.append("  " + "; ".join(stages))
+    warnings = logged_warnings(split_logs(results, split, shards, score_sizes))
+    warnings += [f"{base / 'submission.valid.json'}: {w}" for w in report.get("warnings", [])]
+    return lines, warnings
+
+
+def run_summary(results, splits, scored_splits, score_sizes, shards, started, failed=False):
+    """The end-of-run summary text (`started`: the run's start, epoch seconds)."""
+    header = (
+        "segsubmit: run FAILED (the failed jobs' logs are named above)"
+        if failed
+        else ("segsubmit: run finished")
+    )
+    lines, warnings = [header], []
+    for split in splits:
+        sizes = score_sizes if split in scored_splits else []
+        split_lines, split_warnings = split_summary(results, split, shards, sizes, started)
+        lines += split_lines
+        warnings += split_warnings
+    lines.append(f"warnings: {len(warnings)}" + ("" if warnings else " (none)"))
+    lines += [f"  {warning}" for warning in warnings]
+    if not failed:
+        lines.append("report: snakemake --report report.html (with this run's options)")
+    return "\n".join(lines)
+
+
+def with_defaults(config, defaults=None):
+    """`config` with every key it lacks taken from the schema's defaults (sections merged)."""
+    merged = dict(default_config() if defaults is None else defaults)
+    for key, value in config.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = with_defaults(value, merged[key]) if both_sections else value
+    return merged
+
+
+def summary_of_config(config, started, failed=False):
+    """`run_summary` of the outputs a workflow config (validated or not) asks for."""
+    config = with_defaults(config)
+    data, size = config["data"], config["resize"]["size"]
+    score_sizes = [f"{size[0]}x{size[1]}"] + ["input"] * config["score"]["at_input_size"]
+    shards = range(data["shards"])
+    return run_summary(
+        config["results"], data["splits"], data["score"], score_sizes, shards, started, failed
+    )
+
+
+def write_run_summary(config, started, failed=False):
+    """Print the end-of-run summary to stderr and keep it in <results>/logs/summary.txt (for
+    onsuccess/onerror; a workflow importing this one as a module calls it from its own)."""
+    text = summary_of_config(config, started, failed)
+    print(text, file=sys.stderr)
+    path = Path(with_defaults(config)["results"]) / "logs" / "summary.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp_path:
+        tmp_path.write_text(text + "\n", encoding="utf-8")
+
+
+def checkpoint_note(split, json_path, shard_count):
+    """Dry-run note for a split whose manifest has not run: the jobs Snakemake cannot list yet,
+    counted cheaply from the json (or said to be unknown while the json does not exist)."""
+    prefix = f"dry run: {split}: inference jobs appear once the manifest checkpoint has run"
+    coco = read_json(json_path)
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        return f"{prefix}; {json_path} is not there yet (generated by the run)"
+    names = [image.get("file_name", "") for image in coco["images"] if isinstance(image, dict)]
+    shards = {shard_of(str(name), shard_count) for name in names}
+    return (
+        f"{prefix}; {len(names)} images in {json_path} -> ~{len(shards)} infer jobs "
+        f"(and as many resize jobs)"
+    )

@@ -1,0 +1,67 @@
+"""data.category_map: a json whose category names differ from `classes` (another dataset,
+another language) is mapped by name instead of refused."""
+
+import numpy as np
+import pytest
+
+from segsubmit.coco import category_class_index
+from segsubmit.config import check_config, default_config
+from segsubmit.errors import SegsubmitError
+from segsubmit.ground_truth import ground_truth_stage
+from segsubmit.labels import read_label_shard
+from segsubmit.manifest import manifest_stage
+from segsubmit.testing import CLASSES, make_dataset
+
+GERMAN = ["Hintergrund", "Restmüll", "Papier", "Papierverpackung", "Metall", "Glas", "Plastik",
+          "Styropor", "Plastiktüte", "Batterie", "Kleidung"]  # fmt: skip
+GERMAN_TO_CLASSES = dict(zip(GERMAN, CLASSES, strict=True))
+
+
+def coco_with(names):
+    return {"categories": [{"id": 10 + index, "name": name} for index, name in enumerate(names)]}
+
+
+def test_mapped_names_get_their_class_index():
+    mapping = {"Papier": "Paper", "Glas": "Glass"}
+    index = category_class_index("x.json", coco_with(["Papier", "Glas", "Metal"]), CLASSES, mapping)
+    assert index == {10: CLASSES.index("Paper"), 11: CLASSES.index("Glass"), 12: 4}
+
+
+def test_a_category_mapped_to_background_is_dropped_to_class_0():
+    index = category_class_index("x.json", coco_with(["Karton"]), CLASSES, {"Karton": "Background"})
+    assert index == {10: 0}
+
+
+def test_unmapped_unknown_names_are_refused_naming_the_key():
+    with pytest.raises(SegsubmitError, match=r"x.json: categories 'Papier'.*data.category_map"):
+        category_class_index("x.json", coco_with(["Papier"]), CLASSES, {"Glas": "Glass"})
+
+
+def test_config_refuses_a_map_onto_an_unknown_class():
+    config = default_config()
+    config["data"]["category_map"] = {"Papier": "Papers"}
+    with pytest.raises(SegsubmitError, match=r"data.category_map: maps to \['Papers'\]"):
+        check_config(config)
+
+
+def ground_truth_of(root, tmp_path, category_map, name):
+    """Manifest, then ground truth at 32x32, of root/val.json; the label maps."""
+    manifest = tmp_path / f"{name}_manifest.json"
+    manifest_stage(
+        root / "val.json", root, CLASSES, manifest, [tmp_path / f"{name}_0.json"], category_map
+    )
+    truth = tmp_path / f"{name}_truth.npz"
+    ground_truth_stage(root / "val.json", manifest, truth, CLASSES, [32, 32], category_map)
+    return read_label_shard(truth)[1]
+
+
+def test_a_german_json_scores_like_the_english_one(tmp_path):
+    english = make_dataset(tmp_path / "en", {"val": 4})
+    german = make_dataset(tmp_path / "de", {"val": 4}, class_names=GERMAN)
+    expected = ground_truth_of(english, tmp_path, None, "en")
+    mapped = ground_truth_of(german, tmp_path, GERMAN_TO_CLASSES, "de")
+    assert any(truth.any() for truth in expected)
+    for want, got in zip(expected, mapped, strict=True):
+        np.testing.assert_array_equal(want, got)
+    with pytest.raises(SegsubmitError, match="data.category_map"):
+        ground_truth_of(german, tmp_path, None, "refused")
