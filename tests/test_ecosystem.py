@@ -23,7 +23,7 @@ from segsubmit.config import SCHEMA_PATH, coerce_config
 from segsubmit.logs import LOG_FORMAT, format_rate, run_stage
 from segsubmit.provenance import file_sha256, package_version, provenance_record
 from segsubmit.submission import validate_submission
-from segsubmit.summary import checkpoint_note, run_summary, split_outputs
+from segsubmit.summary import checkpoint_note, run_summary, split_outputs, summary_of_config
 
 IMPORTING_SNAKEFILE = """\
 import time
@@ -355,3 +355,9 @@ def test_failed_run_ends_with_a_failed_summary(user_workdir):
     assert summary.startswith("segsubmit: run FAILED")
     assert "manifest 1 ran" in summary and "infer 2 missing" in summary
     assert summary in result.stderr
+
+
+def test_summary_of_the_default_config_counts_auto_shards(tmp_path):
+    """`data.shards: auto` (the default) is resolved as the workflow resolves it."""
+    text = summary_of_config({"results": str(tmp_path / "results")}, time.time())
+    assert "val" in text and "test" in text

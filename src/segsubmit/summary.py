@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .atomic import atomic_path
-from .config import default_config
+from .config import default_config, shard_count, visible_gpu_count
 from .manifest import shard_of
 
 WARNING_MARK = " WARNING "  # as segsubmit.logs.LOG_FORMAT writes a warning line
@@ -138,7 +138,7 @@ def summary_of_config(config, started, failed=False):
     config = with_defaults(config)
     data, size = config["data"], config["resize"]["size"]
     score_sizes = [f"{size[0]}x{size[1]}"] + ["input"] * config["score"]["at_input_size"]
-    shards = range(data["shards"])
+    shards = range(shard_count(data["shards"], config["model"]["device"], visible_gpu_count()))
     return run_summary(
         config["results"], data["splits"], data["score"], score_sizes, shards, started, failed
     )
