@@ -17,13 +17,13 @@ BENCH = Path(__file__).resolve().parent
 REPO_ROOT = BENCH.parent
 
 
-def snakemake_command(workdir, overrides):
+def snakemake_command(workdir, overrides, cores=4, gpus=1):
     """The CLI on the repository's Snakefile in `workdir`, `overrides` as its --configfile."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "bench.yaml").write_text(json.dumps(overrides))
     return [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
-        "--directory", str(workdir), "--cores", "4", "--resources", "gpu=1",
+        "--directory", str(workdir), "--cores", str(cores), "--resources", f"gpu={gpus}",
         "--configfile", str(workdir / "bench.yaml"),
     ]  # fmt: skip
 
