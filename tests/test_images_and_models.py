@@ -76,11 +76,13 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path):
 
 @pytest.fixture
 def predictor(tmp_path):
+    """The CPU predictor these tests compare against (on a GPU host too: the GPU paths have
+    their own tests)."""
     weights = save_random_model(tmp_path / "model.pt")
     return load_predictor(
         "torchvision",
         predictor_settings(
-            str(weights), num_classes=len(CLASSES), architecture="lraspp_mobilenet_v3_large"
+            str(weights), len(CLASSES), architecture="lraspp_mobilenet_v3_large", device="cpu"
         ),
     )
 
@@ -198,7 +200,7 @@ def test_torchscript_backend_matches_torchvision(tmp_path, predictor):
     traced = torch.jit.trace(predictor.module, torch.zeros(1, 3, 48, 48), strict=False)
     traced.save(str(tmp_path / "model.ts"))
     scripted = load_predictor(
-        "torchscript", predictor_settings(str(tmp_path / "model.ts"), num_classes=11)
+        "torchscript", predictor_settings(str(tmp_path / "model.ts"), 11, device="cpu")
     )
     batch = torch.from_numpy(np.resize(RGB, (2, 3, 48, 48)))
     assert torch.equal(scripted.predict(batch, (48, 48)), predictor.predict(batch, (48, 48)))
