@@ -253,6 +253,7 @@ def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
         labels = predict_with_backoff(predictor, batch, (512, 512))
     finally:
         del ballast
+        torch.cuda.empty_cache()  # give the memory back: later tests start CUDA processes
     assert torch.equal(labels, reference)
 
 
