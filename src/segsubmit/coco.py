@@ -5,8 +5,10 @@
 one canonical spelling per file), so that nothing after the manifest fails on the json.
 """
 
+import functools
 import json
 import math
+import os
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -27,6 +29,26 @@ def load_coco(json_path):
         return json.loads(json_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise SegsubmitError(f"{json_path}: not valid JSON ({err})") from err
+
+
+def read_json_or_none(path):
+    """A json file's content, or None when it is absent, unreadable or not json (a later stage
+    says what is wrong). Parsed once per version of the file in a process: the Snakefile asks
+    for a split's json several times while it starts (config checks, the images' fingerprint,
+    the dry-run note). Callers must not modify what it returns."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _parsed_json(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_json(path, mtime_ns, size):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def _duplicates(values):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from .coco import read_json_or_none
 from .errors import SegsubmitError
 from .gpus import visible_gpu_ids
 
@@ -181,10 +182,7 @@ def split_json(config, split):
 def has_annotations(json_path):
     """Whether a COCO json lists at least one annotation (unreadable jsons pass: the manifest
     says what is wrong with them)."""
-    try:
-        coco = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
+    coco = read_json_or_none(json_path)
     return not isinstance(coco, dict) or bool(coco.get("annotations", []))
 
 

@@ -1,7 +1,6 @@
 """Build the manifest: the validated, ordered image list of one split, split into shards."""
 
 import hashlib
-import json
 import logging
 import os
 import zlib
@@ -9,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from .atomic import write_json
-from .coco import load_coco, safe_relative_path, validate_coco
+from .coco import load_coco, read_json_or_none, safe_relative_path, validate_coco
 from .errors import SegsubmitError
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,8 @@ def image_fingerprint(json_path, data_root):
     images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
     more than the stats); '' if the json can't be read: the manifest stage reports why."""
     try:
-        images = json.loads(Path(json_path).read_text(encoding="utf-8"))["images"]
-        names = [image["file_name"] for image in images]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        names = [image["file_name"] for image in read_json_or_none(json_path)["images"]]
+    except (KeyError, TypeError, AttributeError):
         return ""
     digest = hashlib.sha1()
     for name in names:
