@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_path, write_json
 from .errors import SegsubmitError
 from .labels import batched, maps_in_order, read_shard_warnings
-from .manifest import read_manifest
+from .manifest import manifest_file_names, read_manifest
 from .provenance import collect_provenance
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ def validate_stage(
 ):
     """Re-read a finished submission.csv and record that it passed (a pass over the file as
     written, not over the maps it was written from), with what made it (`provenance`)."""
-    file_names = [entry["file_name"] for entry in read_manifest(manifest_path)]
+    file_names = manifest_file_names(manifest_path)
     rows = validate_submission(csv_path, file_names, num_classes, size[0] * size[1], threads)
     write_report(report_path, csv_path, rows, warnings, provenance)
     log.info("validate: %s is a valid submission (%d rows)", csv_path, rows)
