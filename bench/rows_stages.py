@@ -22,10 +22,12 @@ def stage_calls(work, labels, truth, class_names=CLASSES):
             labels, work / f"resized-{backend}.npz", backend, SIZE, "nearest", False)
         for backend in ("albumentations", "kornia")
     }  # fmt: skip
-    calls["submission stage: write"] = lambda: write_submission_stage(
-        work / "manifest.json", [resized], work / "submission.csv", len(class_names), SIZE
+    calls["submission stage: write, with its re-read check before the rename"] = lambda: (
+        write_submission_stage(
+            work / "manifest.json", [resized], work / "submission.csv", len(class_names), SIZE
+        )
     )
-    calls["submission stage: re-read check"] = lambda: validate_stage(
+    calls["submission stage: re-read check alone"] = lambda: validate_stage(
         work / "submission.csv", work / "manifest.json", work / "valid.json", len(class_names),
         SIZE)  # fmt: skip
     calls["score stage"] = lambda: score_stage(
