@@ -5,6 +5,7 @@ from segsubmit.config import (
     cache_requested,
     check_output_cache,
     shard_count,
+    split_json,
     visible_gpu_count,
 )
 from segsubmit.manifest import image_fingerprint
@@ -74,7 +75,7 @@ def coco_json(split):
     """The COCO json of a split (under the demo data root when no data is configured)."""
     if USE_DEMO_DATA:
         return f"{DEMO_ROOT}/{split}.json"
-    return os.path.join(DATA_ROOT, config["data"]["coco_json"].format(split=split))
+    return split_json(config, split)
 
 
 def dataset_inputs(wildcards):
