@@ -89,7 +89,7 @@ def write_detectron2_model(folder, configure=semantic_fpn, seed=0):
     return folder / "config.yaml", folder / "model_final.pth"
 
 
-def model_settings(weights, num_classes=NUM_CLASSES, backend="torchvision", **overrides):
+def model_settings(backend, weights, num_classes=NUM_CLASSES, **overrides):
     """`ModelSettings` of `backend` with the schema's `model:` and `infer:` defaults (the
     backend's own section too), then `overrides` (`options` merged into the section's)."""
     from .settings import ModelSettings
@@ -99,6 +99,22 @@ def model_settings(weights, num_classes=NUM_CLASSES, backend="torchvision", **ov
     settings = ModelSettings.from_config(config, weights)
     options = {**settings.options, **overrides.pop("options", {})}
     return replace(settings, options=options, **overrides)
+
+
+def image_entry(index, file_name, height, width):
+    """A `ManifestEntry` for an image file under the data root (shard 0, not hashed)."""
+    from .manifest import ManifestEntry
+
+    return ManifestEntry(index, file_name, file_name, width, height, shard=0, sha1="")
+
+
+def save_manifest(path, file_names, size=(256, 256), data_root="."):
+    """A manifest of `file_names` (all of `size`), as the manifest stage writes one."""
+    from .manifest import Manifest
+
+    entries = [image_entry(i, name, *size) for i, name in enumerate(file_names)]
+    Manifest(str(data_root), tuple(entries)).save(path)
+    return path
 
 
 def predict_shard(

@@ -183,7 +183,9 @@ def check_logits(scores, batch_size, num_classes, source):
 def probe_predictor(predictor, sizes, transform=None):
     """Run `predictor` once on a zero image of each (height, width) in `sizes` (after the
     backend's host `transform`), so that a model whose output is not usable logits, or that
-    fails on one of the sizes, is refused in one line before any image is decoded."""
+    fails on one of the sizes, is refused in one line before any image is decoded. The probes
+    leave the predictor's count of non-finite outputs as it was."""
+    nonfinite = predictor.nonfinite
     for height, width in sizes:
         image = torch.zeros((3, height, width), dtype=torch.uint8)
         batch = (transform(image) if transform else image)[None].to(predictor.device)
@@ -200,6 +202,7 @@ def probe_predictor(predictor, sizes, transform=None):
                 f"{predictor.source}: the model's maps for {width}x{height} images come out "
                 f"{tuple(labels.shape)}"
             )
+    predictor.nonfinite = nonfinite
 
 
 def load_predictor(settings, device=None):
