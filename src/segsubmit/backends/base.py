@@ -73,9 +73,9 @@ def is_state_dict(value):
 def unwrap_state_dict(checkpoint, expected_keys, source="model.weights"):
     """The state dict inside a checkpoint as competitors save them, with keys as the model names
     them: a plain state dict, one under a `CHECKPOINT_CONTAINERS` key (nested too), keys under
-    `WRAPPER_PREFIXES` (stacked too). A prefix is stripped only when that makes more keys fit
-    `expected_keys`; keys outside the stripped prefix (a Lightning module's loss buffers) are
-    not the model's and are dropped."""
+    `WRAPPER_PREFIXES` (stacked too: Lightning around DataParallel). The prefix chain that makes
+    the most keys fit `expected_keys` is stripped (none unless it makes more fit); keys outside
+    it (a Lightning module's loss buffers) are not the model's and are dropped."""
     state_dict = checkpoint
     while isinstance(state_dict, dict) and not is_state_dict(state_dict):
         inner = next(
@@ -93,15 +93,22 @@ def unwrap_state_dict(checkpoint, expected_keys, source="model.weights"):
             "torch.save(model.state_dict(), path)"
         )
     expected = set(expected_keys)
-    while True:
-        fitting = len(expected & state_dict.keys())
-        for prefix in WRAPPER_PREFIXES:
-            stripped = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if len(expected & stripped.keys()) > fitting:
-                state_dict = stripped
-                break
-        else:
-            return dict(state_dict)
+    best, best_fit = "", len(expected & state_dict.keys())
+    for prefix in stacked_prefixes():
+        fit = sum(1 for k in state_dict if k.startswith(prefix) and k[len(prefix) :] in expected)
+        if fit > best_fit:
+            best, best_fit = prefix, fit
+    if not best:
+        return dict(state_dict)
+    return {k[len(best) :]: v for k, v in state_dict.items() if k.startswith(best)}
+
+
+def stacked_prefixes(depth=3):
+    """Every chain of up to `depth` `WRAPPER_PREFIXES` ("model.module.", ...), shortest first."""
+    chains = [""]
+    for _ in range(depth):
+        chains += [chain + p for chain in chains if chain.count(".") == _ for p in WRAPPER_PREFIXES]
+    return chains[1:]
 
 
 def key_list(keys, limit=3, width=60):
