@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_dataset, run_snakemake, tiny_config
+
 from segsubmit.formats.competition_csv import validate_submission
 from segsubmit.testing import NUM_CLASSES
 
