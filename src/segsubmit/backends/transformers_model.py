@@ -9,7 +9,10 @@ On the CPU that is torch's integer kernel (int16 weights at a per-axis precision
 first, rounded to uint8 between passes); on CUDA it computes in float instead, which changed
 14-20 % of pixel values by one level (measured on an H200, transformers 5.17, torchvision 0.26,
 48x64 ... 1024x768 -> 512x512; equal only when the size is unchanged). `cpu_bilinear_resize`
-below is that CPU kernel as torch ops on any device (equal to it on every size pair tested).
+below is that CPU kernel as torch ops on any device: on the H200 its CUDA run equalled the CPU
+kernel on 34 of 34 size pairs (up, down, mixed), and with the processor's own
+`rescale_and_normalize` gave pixel_values equal to the processor's CPU call for 48x64, 300x401,
+1024x768 and 512x512 inputs (an inlined copy of this code, same session).
 So for processors that only resize bilinearly to a fixed size, rescale and normalise
 (SegFormer's and those built on it, as UperNet checkpoints use) the batch is prepared on the
 device: `cpu_bilinear_resize` + the processor's own `rescale_and_normalize`. Any other processor
