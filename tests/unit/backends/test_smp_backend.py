@@ -183,3 +183,12 @@ def test_missing_library_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # import fails
     with pytest.raises(SegsubmitError, match=r"pip install -e '\.\[smp\]'"):
         require_smp()
+
+
+def test_declaration_names_its_env_packages_and_install():
+    from pathlib import Path
+
+    env = Path(__file__).resolve().parents[3] / "envs" / SmpBackend.conda_env
+    assert "segmentation-models-pytorch==0.6.0" in env.read_text()
+    assert "segmentation-models-pytorch" in SmpBackend.packages
+    assert SmpBackend.uses_normalisation and SmpBackend.weights_kind == "file"

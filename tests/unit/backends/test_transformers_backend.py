@@ -181,3 +181,15 @@ def test_missing_library_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(SegsubmitError, match=r"pip install -e '\.\[transformers\]'"):
         require_transformers()
+
+
+def test_declaration_names_its_env_packages_and_install():
+    from pathlib import Path
+
+    from segsubmit.backends.transformers_backend import TransformersBackend
+
+    env = Path(__file__).resolve().parents[3] / "envs" / TransformersBackend.conda_env
+    assert "transformers>=5,<6" in env.read_text()
+    assert "transformers" in TransformersBackend.packages
+    assert TransformersBackend.weights_kind == "folder"
+    assert not TransformersBackend.uses_normalisation  # the processor's own
