@@ -36,11 +36,28 @@ def read_checkpoint(weights_path):
     except FileNotFoundError as err:
         raise SegsubmitError(f"{weights_path}: weights file not found (model.weights)") from err
     except Exception as err:  # torch raises several types for unreadable files
+        blocked = pickled_globals(weights_path)
+        if blocked:  # e.g. Lightning's hyper-parameters (AttributeDict, argparse.Namespace)
+            raise SegsubmitError(
+                f"{weights_path}: the checkpoint pickles {', '.join(blocked[:3])}"
+                f"{' and more' if len(blocked) > 3 else ''}, which a weights-only load refuses; "
+                "if you trust the file, keep only the weights: torch.save(torch.load(path, "
+                "weights_only=False)['state_dict'], 'model.pt')"
+            ) from err
         raise SegsubmitError(
             f"{weights_path}: cannot load as a weights-only checkpoint ({type(err).__name__}); "
             "save it with torch.save(model.state_dict(), path)"
         ) from err
     return checkpoint
+
+
+def pickled_globals(weights_path):
+    """The classes/functions a checkpoint pickles that a weights-only load refuses ([] when
+    none, or when the file cannot be read as a torch zip checkpoint)."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(weights_path))
+    except Exception:  # not a zip checkpoint, truncated, ...: the generic message applies
+        return []
 
 
 def load_state_dict(weights_path):

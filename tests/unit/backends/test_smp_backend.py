@@ -3,6 +3,7 @@ CPU in fp32): batched predictions equal the library's model's own forward + argm
 pixel, with the padding rule for sizes the model refuses; checkpoints as competitors save
 them; one-line refusals."""
 
+import argparse
 import sys
 
 import numpy as np
@@ -160,6 +161,11 @@ def test_checkpoints_that_do_not_fit_are_refused_in_one_line(tmp_path):
         40,
         40,
     )
+
+    hparams = argparse.Namespace(lr=0.1)  # save_hyperparameters() pickles such objects
+    torch.save({"state_dict": aux.state_dict(), "hyper_parameters": hparams}, tmp_path / "h.ckpt")
+    message = refusal(tmp_path / "h.ckpt")
+    assert "the checkpoint pickles argparse.Namespace, which a weights-only load refuses" in message
 
     torch.save({"epoch": 3, "optimizer": {"lr": 0.1}}, tmp_path / "empty.pt")
     assert "no state dict of tensors" in refusal(tmp_path / "empty.pt")
