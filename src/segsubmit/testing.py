@@ -172,3 +172,30 @@ def parse_prediction_string(text):
         longer = np.flatnonzero(lengths > offset)
         values[longer] = values[longer] * 10 + (chars[starts[longer] + offset] - np.uint8(48))
     return values
+
+
+# Test images: square, non-square, sides not multiples of 32 (nor of 16 or 8), two of each size
+MIXED_SIZES = [(64, 64), (64, 96), (50, 70), (33, 47), (64, 64), (64, 96), (50, 70), (33, 47)]
+
+
+def write_test_images(folder, sizes=MIXED_SIZES, seed=0):
+    """PNGs (lossless) of smooth random colours with noise under `folder` -> (manifest entries
+    as the infer stage reads them, the images as HWC uint8 arrays read back with Pillow)."""
+    import torch
+    from PIL import Image
+
+    from .manifest import ManifestEntry
+
+    folder = Path(folder)
+    generator = np.random.default_rng(seed)
+    entries, arrays = [], []
+    for index, (height, width) in enumerate(sizes):
+        coarse = torch.from_numpy(generator.integers(0, 256, (1, 3, 6, 6)).astype(np.float32))
+        image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")
+        noise = torch.from_numpy(generator.normal(0, 12, (1, 3, height, width)).astype(np.float32))
+        array = (image + noise).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+        name = f"{index:03d}.png"
+        Image.fromarray(array).save(folder / name)
+        entries.append(ManifestEntry(index, name, name, width, height, shard=0, sha1=""))
+        arrays.append(np.asarray(Image.open(folder / name).convert("RGB")))
+    return entries, arrays
