@@ -32,7 +32,8 @@ from segsubmit.testing import DEFAULTS
 CPU_SMOKE = {
     "repeats": 1, "batch_size": 4, "workers": 2, "worker_sweep": [], "seed_images": 2,
     "memory_factor": 0, "job_repeats": 0, "cold_repeats": 0, "skip_snakemake": True,
-    "precisions": ["fp32"], "torchvision_architecture": DEFAULTS["model"]["architecture"],
+    "precisions": ["fp32"],
+    "torchvision_architecture": DEFAULTS["model"]["torchvision"]["architecture"],
     "demo_weights": None, "min_sizes": [128],
 }  # fmt: skip
 
