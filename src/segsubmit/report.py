@@ -476,7 +476,7 @@ def report_figures_stage(
         truth_shard.read(most),
         resize_label_maps(label_map, size, "albumentations", "nearest")[0],
         resize_label_maps(label_map, size, "albumentations", "bilinear")[0],
-        entries[image_ids[most]]["file_name"],
+        entries[image_ids[most]].file_name,
         class_names,
     )
     save_figure(figure, outputs["interpolation"])
