@@ -4,12 +4,14 @@ from segsubmit.codehash import script_digest
 from segsubmit.config import (
     cache_requested,
     check_output_cache,
+    mask_folder,
     shard_count,
     split_json,
     visible_gpu_count,
 )
 from segsubmit.layout import JOB_PATTERNS, Layout
-from segsubmit.manifest import image_fingerprint
+from segsubmit.ground_truth import mask_path
+from segsubmit.manifest import Manifest, image_fingerprint
 from segsubmit.plugins import backend_named, format_named
 from segsubmit.settings import InferSettings, ModelSettings, as_params
 
