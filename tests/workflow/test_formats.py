@@ -138,3 +138,54 @@ def test_impossible_format_options_are_refused_before_any_job_runs(
     assert "Traceback" not in output
     assert not (user_workdir / "results").exists()  # no job ran
     shutil.rmtree(user_workdir / ".snakemake", ignore_errors=True)
+
+
+def test_label_png_ground_truth_with_ignore_label_and_block_max_resize(user_workdir):
+    """VOC/Cityscapes-style truth: one label PNG per image (ids offset by 100, a band of 255 =
+    ignore), the json's annotations dropped; predictions resized by a 2x2 block max."""
+    from PIL import Image
+
+    from segsubmit.ground_truth import load_ground_truth, rasterize_ground_truth
+    from segsubmit.labels import read_label_shard
+    from segsubmit.metrics import score_images
+    from segsubmit.resize import resize_label_maps
+
+    data = user_workdir / "data"
+    coco_api, class_of = load_ground_truth(data / "val.json", CLASSES)
+    label_ids = {name: 100 + index for index, name in enumerate(CLASSES)}
+    expected_truths = {}
+    for image in coco_api.dataset["images"]:
+        truth = rasterize_ground_truth(coco_api, image["id"], class_of)
+        truth[:4] = 255
+        png = data / "masks" / "val" / image["file_name"].rsplit(".", 1)[0]
+        png = png.with_suffix(".png")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.where(truth == 255, 255, truth + 100).astype(np.uint8)).save(png)
+        expected_truths[image["id"]] = truth
+    coco = json.loads((data / "val.json").read_text())
+    (data / "val.json").write_text(json.dumps({**coco, "annotations": []}))
+    set_config(
+        user_workdir,
+        data={"masks": {"folder": "masks/{split}", "label_ids": label_ids}},
+        score={"ignore_index": 255},
+        resize={"interpolation": "block_max"},
+    )
+    run_snakemake(user_workdir)
+    split = user_workdir / "results" / "val"
+    score = json.loads((split / "score" / "32x32.json").read_text())
+    assert score["ignore_index"] == 255
+    ids, truths = read_label_shard(split / "ground_truth" / "32x32.npz")
+    for image_id, truth in zip(ids, truths, strict=True):
+        full = expected_truths[image_id]
+        assert np.array_equal(truth, resize_label_maps([full], (32, 32), "albumentations")[0])
+    maps = list(maps_in_order(ids, sorted(split.glob("resized/*.npz"))))
+    labels = list(maps_in_order(ids, sorted(split.glob("labels/*.npz"))))
+    assert np.array_equal(
+        np.stack(maps), np.stack([m.reshape(32, 2, 32, 2).max((1, 3)) for m in labels])
+    )
+    expected = score_images(list(truths), maps, len(CLASSES), 255)
+    assert score["miou"] == expected["miou"] and sum(map(sum, score["confusion_matrix"])) == (
+        (truths != 255).sum()
+    )
+    report_log = (user_workdir / "results" / "logs" / "report_figures" / "val.log").read_text()
+    assert "resized block_max: mIoU" in report_log
