@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .codehash import digest_table
+from .codehash import digest_table, plugin_table
 from .config import (
     coerce_config,
     default_config,
@@ -21,7 +21,7 @@ from .config import (
 from .errors import SegsubmitError
 from .formats.competition_csv import format_notes
 from .manifest import Manifest
-from .plugins import FORMATS, format_named, load_plugins
+from .plugins import BACKENDS, FORMATS, format_named, load_plugins
 from .submission import validate_file
 
 load_plugins()
@@ -133,6 +133,13 @@ def validation_settings(arguments):
     return class_names, size, options
 
 
+def builtin_plugins():
+    """{'backend `name`' / 'format `name`': declaration module} of the registered plug-ins."""
+    plugins = {f"backend `{name}`": b.__module__ for name, b in sorted(BACKENDS.items())}
+    plugins |= {f"format `{name}`": f.__module__ for name, f in sorted(FORMATS.items())}
+    return plugins
+
+
 def generated_config_files(workflow):
     """{path: text it should hold} for the files generated from the schema."""
     readme = Path(workflow) / "config" / "README.md"
@@ -166,7 +173,8 @@ def main(argv=None):
             validate_command(arguments)
         elif arguments.command == "digests":
             rules_dir = Path(arguments.workflow) / "workflow" / "rules"
-            print(digest_table(rules_dir, with_digests=not arguments.modules_only), end="")
+            print(digest_table(rules_dir, with_digests=not arguments.modules_only))
+            print(plugin_table(builtin_plugins()), end="")
         else:
             config_docs_command(arguments)
     except SegsubmitError as err:

@@ -87,6 +87,23 @@ def import_closure(script_path, package_dir=PACKAGE_DIR, extra_modules=()):
     return sorted(closure)
 
 
+def plugin_table(plugins, package_dir=PACKAGE_DIR):
+    """Markdown table: each plug-in ({label: declaration module}) and the package modules it
+    adds to the digest of the rule that loads it (infer: the configured backend; submission:
+    the configured formats)."""
+    rows = ["| plug-in | modules it adds (segsubmit.*) |", "| --- | --- |"]
+    for label, module in plugins.items():
+        closure = set()
+        pending = {module}
+        while pending:
+            name = pending.pop()
+            closure.add(name)
+            pending |= file_imports(module_file(name, package_dir), name, package_dir) - closure
+        names = sorted(m.removeprefix(f"{PACKAGE}.") for m in closure if "." in m)
+        rows.append(f"| {label} | {', '.join(names)} |")
+    return "\n".join(rows) + "\n"
+
+
 def script_digest(script_path, package_dir=PACKAGE_DIR, extra_modules=()):
     """sha256 (first 16 hex) over the files of the script's import closure (with
     `extra_modules`, see `import_closure`; one outside the package, a plug-in named in the

@@ -89,7 +89,7 @@ def write_detectron2_model(folder, configure=semantic_fpn, seed=0):
     return folder / "config.yaml", folder / "model_final.pth"
 
 
-def model_settings(weights, num_classes=NUM_CLASSES, backend="torchvision", **overrides):
+def model_settings(backend, weights, num_classes=NUM_CLASSES, **overrides):
     """`ModelSettings` of `backend` with the schema's `model:` and `infer:` defaults (the
     backend's own section too), then `overrides` (`options` merged into the section's)."""
     from .settings import ModelSettings
@@ -99,6 +99,22 @@ def model_settings(weights, num_classes=NUM_CLASSES, backend="torchvision", **ov
     settings = ModelSettings.from_config(config, weights)
     options = {**settings.options, **overrides.pop("options", {})}
     return replace(settings, options=options, **overrides)
+
+
+def image_entry(index, file_name, height, width):
+    """A `ManifestEntry` for an image file under the data root (shard 0, not hashed)."""
+    from .manifest import ManifestEntry
+
+    return ManifestEntry(index, file_name, file_name, width, height, shard=0, sha1="")
+
+
+def save_manifest(path, file_names, size=(256, 256), data_root="."):
+    """A manifest of `file_names` (all of `size`), as the manifest stage writes one."""
+    from .manifest import Manifest
+
+    entries = [image_entry(i, name, *size) for i, name in enumerate(file_names)]
+    Manifest(str(data_root), tuple(entries)).save(path)
+    return path
 
 
 def predict_shard(
@@ -156,3 +172,30 @@ def parse_prediction_string(text):
         longer = np.flatnonzero(lengths > offset)
         values[longer] = values[longer] * 10 + (chars[starts[longer] + offset] - np.uint8(48))
     return values
+
+
+# Test images: square, non-square, sides not multiples of 32 (nor of 16 or 8), two of each size
+MIXED_SIZES = [(64, 64), (64, 96), (50, 70), (33, 47), (64, 64), (64, 96), (50, 70), (33, 47)]
+
+
+def write_test_images(folder, sizes=MIXED_SIZES, seed=0):
+    """PNGs (lossless) of smooth random colours with noise under `folder` -> (manifest entries
+    as the infer stage reads them, the images as HWC uint8 arrays read back with Pillow)."""
+    import torch
+    from PIL import Image
+
+    from .manifest import ManifestEntry
+
+    folder = Path(folder)
+    generator = np.random.default_rng(seed)
+    entries, arrays = [], []
+    for index, (height, width) in enumerate(sizes):
+        coarse = torch.from_numpy(generator.integers(0, 256, (1, 3, 6, 6)).astype(np.float32))
+        image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")
+        noise = torch.from_numpy(generator.normal(0, 12, (1, 3, height, width)).astype(np.float32))
+        array = (image + noise).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+        name = f"{index:03d}.png"
+        Image.fromarray(array).save(folder / name)
+        entries.append(ManifestEntry(index, name, name, width, height, shard=0, sha1=""))
+        arrays.append(np.asarray(Image.open(folder / name).convert("RGB")))
+    return entries, arrays

@@ -29,22 +29,140 @@ def autocast_context(device, precision):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def load_state_dict(weights_path):
-    """A state dict from a checkpoint file, loaded with `weights_only=True` (no pickled code)."""
+def read_checkpoint(weights_path):
+    """A checkpoint file's content, loaded with `weights_only=True` (no pickled code)."""
     try:
         checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         raise SegsubmitError(f"{weights_path}: weights file not found (model.weights)") from err
     except Exception as err:  # torch raises several types for unreadable files
+        blocked = pickled_globals(weights_path)
+        if blocked:  # e.g. Lightning's hyper-parameters (AttributeDict, argparse.Namespace)
+            raise SegsubmitError(
+                f"{weights_path}: the checkpoint pickles {', '.join(blocked[:3])}"
+                f"{' and more' if len(blocked) > 3 else ''}, which a weights-only load refuses; "
+                "if you trust the file, keep only the weights: torch.save(torch.load(path, "
+                "weights_only=False)['state_dict'], 'model.pt')"
+            ) from err
         raise SegsubmitError(
             f"{weights_path}: cannot load as a weights-only checkpoint ({type(err).__name__}); "
             "save it with torch.save(model.state_dict(), path)"
         ) from err
+    return checkpoint
+
+
+def pickled_globals(weights_path):
+    """The classes/functions a checkpoint pickles that a weights-only load refuses ([] when
+    none, or when the file cannot be read as a torch zip checkpoint)."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(weights_path))
+    except Exception:  # not a zip checkpoint, truncated, ...: the generic message applies
+        return []
+
+
+def load_state_dict(weights_path):
+    """A state dict from a checkpoint file (`read_checkpoint`); `{"model": state_dict}` too."""
+    checkpoint = read_checkpoint(weights_path)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]
     if not isinstance(checkpoint, dict):
         raise SegsubmitError(f"{weights_path}: expected a state dict, got {type(checkpoint)}")
     return checkpoint
+
+
+# Where training scripts put the model's state dict inside a checkpoint: Lightning's
+# "state_dict", timm/torchvision references' "model", many scripts' "model_state_dict".
+CHECKPOINT_CONTAINERS = ("state_dict", "model", "model_state_dict", "net")
+# Prefixes that wrappers add to every key: DataParallel/DDP "module.", a LightningModule's
+# attribute ("model.", "net."), torch.compile "_orig_mod.".
+WRAPPER_PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
+
+
+def is_state_dict(value):
+    """A non-empty {str: tensor} mapping."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
+
+
+def unwrap_state_dict(checkpoint, expected_keys, source="model.weights"):
+    """The state dict inside a checkpoint as competitors save them, with keys as the model names
+    them: a plain state dict, one under a `CHECKPOINT_CONTAINERS` key (nested too), keys under
+    `WRAPPER_PREFIXES` (stacked too: Lightning around DataParallel). The prefix chain that makes
+    the most keys fit `expected_keys` is stripped (none unless it makes more fit); keys outside
+    it (a Lightning module's loss buffers) are not the model's and are dropped."""
+    state_dict = checkpoint
+    while isinstance(state_dict, dict) and not is_state_dict(state_dict):
+        inner = next(
+            (state_dict[k] for k in CHECKPOINT_CONTAINERS if isinstance(state_dict.get(k), dict)),
+            None,
+        )
+        if inner is None:
+            break
+        state_dict = inner
+    if not is_state_dict(state_dict):
+        keys = sorted(map(str, checkpoint))[:6] if isinstance(checkpoint, dict) else []
+        raise SegsubmitError(
+            f"{source}: no state dict of tensors found in the checkpoint "
+            f"({type(checkpoint).__name__}{' with keys ' + str(keys) if keys else ''}); save "
+            "torch.save(model.state_dict(), path)"
+        )
+    expected = set(expected_keys)
+    best, best_fit = "", len(expected & state_dict.keys())
+    for prefix in stacked_prefixes():
+        fit = sum(1 for k in state_dict if k.startswith(prefix) and k[len(prefix) :] in expected)
+        if fit > best_fit:
+            best, best_fit = prefix, fit
+    if not best:
+        return dict(state_dict)
+    return {k[len(best) :]: v for k, v in state_dict.items() if k.startswith(best)}
+
+
+def stacked_prefixes(depth=3):
+    """Every chain of up to `depth` `WRAPPER_PREFIXES` ("model.module.", ...), shortest first."""
+    chains = [""]
+    for _ in range(depth):
+        chains += [chain + p for chain in chains if chain.count(".") == _ for p in WRAPPER_PREFIXES]
+    return chains[1:]
+
+
+def key_list(keys, limit=3, width=60):
+    """The first `limit` of `keys`, each cut to `width` characters, for a one-line message."""
+    shown = [key if len(key) <= width else key[: width - 3] + "..." for key in keys[:limit]]
+    return ", ".join(shown) + (", ..." if len(keys) > limit else "")
+
+
+def state_dict_mismatch(state_dict, model):
+    """(missing, unexpected, other_shape) keys of `state_dict` against `model`'s own, in the
+    model's order; other_shape: (key, checkpoint shape, model shape)."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    other_shape = [
+        (key, tuple(state_dict[key].shape), tuple(value.shape))
+        for key, value in own.items()
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(value.shape)
+    ]
+    return missing, unexpected, other_shape
+
+
+def mismatch_summary(missing, unexpected, other_shape):
+    """One line: how many keys are missing / unexpected / of another shape, the first few."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({key_list(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({key_list(unexpected)})")
+    if other_shape:
+        key, theirs, ours = other_shape[0]
+        more = f" and {len(other_shape) - 1} more" if len(other_shape) > 1 else ""
+        parts.append(
+            f"{len(other_shape)} of another shape ({key}: checkpoint {theirs} vs model "
+            f"{ours}{more})"
+        )
+    return "; ".join(parts)
 
 
 class Predictor:
@@ -183,7 +301,9 @@ def check_logits(scores, batch_size, num_classes, source):
 def probe_predictor(predictor, sizes, transform=None):
     """Run `predictor` once on a zero image of each (height, width) in `sizes` (after the
     backend's host `transform`), so that a model whose output is not usable logits, or that
-    fails on one of the sizes, is refused in one line before any image is decoded."""
+    fails on one of the sizes, is refused in one line before any image is decoded. The probes
+    leave the predictor's count of non-finite outputs as it was."""
+    nonfinite = predictor.nonfinite
     for height, width in sizes:
         image = torch.zeros((3, height, width), dtype=torch.uint8)
         batch = (transform(image) if transform else image)[None].to(predictor.device)
@@ -200,6 +320,7 @@ def probe_predictor(predictor, sizes, transform=None):
                 f"{predictor.source}: the model's maps for {width}x{height} images come out "
                 f"{tuple(labels.shape)}"
             )
+    predictor.nonfinite = nonfinite
 
 
 def load_predictor(settings, device=None):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segsubmit.errors import SegsubmitError
-from segsubmit.submission import (
+from segsubmit.formats.competition_csv import (
     BOM,
     check_label_maps,
     encode_row,
@@ -20,7 +20,7 @@ from segsubmit.submission import (
     validate_submission,
     write_submission,
 )
-from segsubmit.testing import parse_prediction_string, write_submission_baseline
+from segsubmit.testing import parse_prediction_string, save_manifest, write_submission_baseline
 
 NAMES = [f"batch_01_vt/{i:04d}.jpg" for i in range(6)]
 
@@ -85,9 +85,7 @@ def test_validator_names_the_problem(tmp_path, mutate, message):
 
 def test_cli_validates(tmp_path):
     write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
-    (tmp_path / "manifest.json").write_text(
-        '{"images": [' + ",".join(f'{{"file_name": "{n}"}}' for n in NAMES) + "]}"
-    )
+    save_manifest(tmp_path / "manifest.json", NAMES)
     command = [
         sys.executable,
         "-m",
@@ -106,7 +104,7 @@ WRITE_UNDER_FILE_SIZE_LIMIT = """
 import resource, signal, sys
 import numpy as np
 from segsubmit.errors import SegsubmitError
-from segsubmit.submission import write_submission
+from segsubmit.formats.competition_csv import write_submission
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 maps = np.zeros((6, 256, 256), np.uint8)
@@ -167,8 +165,7 @@ def cli(*arguments):
 
 def written_submission(tmp_path):
     write_submission(tmp_path / "s.csv", NAMES, random_maps(6))
-    manifest = {"images": [{"file_name": name} for name in NAMES]}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    save_manifest(tmp_path / "manifest.json", NAMES)
     return tmp_path / "s.csv", tmp_path / "manifest.json"
 
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,16 +11,16 @@ import torch
 from conftest import CLASSES, save_random_model
 from PIL import Image
 
-from segsubmit.backends import load_predictor
-from segsubmit.backends.base import Predictor
+from segsubmit.backends.base import Predictor, load_predictor
 from segsubmit.errors import SegsubmitError
 from segsubmit.images import decode_rgb
 from segsubmit.infer import infer_stage, predict_with_backoff
 from segsubmit.labels import read_shard_warnings
 from segsubmit.manifest import manifest_stage
 from segsubmit.resize import resize_stage
+from segsubmit.settings import InferSettings
 from segsubmit.submission import submission_stage
-from segsubmit.testing import make_dataset, predict_shard, predictor_settings
+from segsubmit.testing import image_entry, make_dataset, model_settings, predict_shard
 
 RGB = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
 
@@ -80,9 +81,12 @@ def predictor(tmp_path):
     their own tests)."""
     weights = save_random_model(tmp_path / "model.pt")
     return load_predictor(
-        "torchvision",
-        predictor_settings(
-            str(weights), len(CLASSES), architecture="lraspp_mobilenet_v3_large", device="cpu"
+        model_settings(
+            "torchvision",
+            str(weights),
+            len(CLASSES),
+            options={"architecture": "lraspp_mobilenet_v3_large"},
+            device="cpu",
         ),
     )
 
@@ -92,9 +96,7 @@ def entries_for(tmp_path, sizes):
     for index, (height, width) in enumerate(sizes):
         name = f"img{index}.jpg"
         Image.fromarray(np.resize(RGB, (height, width, 3))).save(tmp_path / name)
-        entries.append(
-            {"id": index, "file_name": name, "path": name, "height": height, "width": width}
-        )
+        entries.append(image_entry(index, name, height, width))
     return entries
 
 
@@ -107,8 +109,7 @@ def test_mixed_sizes_predicted_at_true_size(tmp_path, predictor):
 
 
 def test_json_size_must_match_image(tmp_path, predictor):
-    entries = entries_for(tmp_path, [(40, 40)])
-    entries[0]["width"] = 41
+    entries = [replace(entries_for(tmp_path, [(40, 40)])[0], width=41)]
     with pytest.raises(SegsubmitError, match="differs from the json"):
         predict_shard(entries, tmp_path, predictor, 1, 0)
 
@@ -160,9 +161,11 @@ def test_class_count_mismatch_is_refused(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
     with pytest.raises(SegsubmitError, match="do not fit lraspp_mobilenet_v3_large with 5 classes"):
         load_predictor(
-            "torchvision",
-            predictor_settings(
-                str(weights), num_classes=5, architecture="lraspp_mobilenet_v3_large"
+            model_settings(
+                "torchvision",
+                str(weights),
+                num_classes=5,
+                options={"architecture": "lraspp_mobilenet_v3_large"},
             ),
         )
 
@@ -171,9 +174,11 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     weights = save_random_model(tmp_path / "model.pt")
     with pytest.raises(SegsubmitError, match="do not fit deeplabv3_mobilenet_v3_large"):
         load_predictor(
-            "torchvision",
-            predictor_settings(
-                str(weights), num_classes=11, architecture="deeplabv3_mobilenet_v3_large"
+            model_settings(
+                "torchvision",
+                str(weights),
+                num_classes=11,
+                options={"architecture": "deeplabv3_mobilenet_v3_large"},
             ),
         )
 
@@ -186,11 +191,11 @@ def test_checkpoints_are_loaded_weights_only(tmp_path):
     torch.save({"model": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(SegsubmitError, match="weights-only"):
         load_predictor(
-            "torchvision",
-            predictor_settings(
+            model_settings(
+                "torchvision",
                 str(tmp_path / "evil.pt"),
                 num_classes=11,
-                architecture="lraspp_mobilenet_v3_large",
+                options={"architecture": "lraspp_mobilenet_v3_large"},
             ),
         )
 
@@ -200,12 +205,12 @@ def test_torchscript_backend_matches_torchvision(tmp_path, predictor):
     traced = torch.jit.trace(predictor.module, torch.zeros(1, 3, 48, 48), strict=False)
     traced.save(str(tmp_path / "model.ts"))
     scripted = load_predictor(
-        "torchscript", predictor_settings(str(tmp_path / "model.ts"), 11, device="cpu")
+        model_settings("torchscript", str(tmp_path / "model.ts"), 11, device="cpu")
     )
     batch = torch.from_numpy(np.resize(RGB, (2, 3, 48, 48)))
     assert torch.equal(scripted.predict(batch, (48, 48)), predictor.predict(batch, (48, 48)))
     with pytest.raises(SegsubmitError, match="predicts 11 classes but config `classes` lists 4"):
-        load_predictor("torchscript", predictor_settings(str(tmp_path / "model.ts"), num_classes=4))
+        load_predictor(model_settings("torchscript", str(tmp_path / "model.ts"), num_classes=4))
 
 
 class RunsOutOfMemoryAboveTwo(Predictor):
@@ -240,8 +245,12 @@ def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
     """Fill the GPU so that only a small batch fits, then predict a large one."""
     weights = save_random_model(tmp_path / "model.pt")
     predictor = load_predictor(
-        "torchvision",
-        predictor_settings(str(weights), num_classes=11, architecture="lraspp_mobilenet_v3_large"),
+        model_settings(
+            "torchvision",
+            str(weights),
+            num_classes=11,
+            options={"architecture": "lraspp_mobilenet_v3_large"},
+        ),
     )
     batch = torch.randint(0, 256, (64, 3, 512, 512), dtype=torch.uint8, device="cuda")
     reference = torch.cat(
@@ -299,14 +308,16 @@ def test_nonsense_predictions_are_loud(tmp_path, caplog, change, warning):
     root = make_dataset(tmp_path / "data", {"val": 6}, size=32)
     out = tmp_path / "results"
     manifest_stage(root / "val.json", root, CLASSES, out / "manifest.json", [out / "0.json"])
-    settings = predictor_settings(edited_model(tmp_path / "model.pt", change)).__dict__
+    settings = model_settings("torchvision", edited_model(tmp_path / "model.pt", change))
     with caplog.at_level(logging.WARNING):
-        infer_stage(out / "0.json", out / "labels/0.npz", "torchvision", settings, 4, 0, "error")
+        infer = InferSettings(batch_size=4, workers=0)
+        infer_stage(out / "0.json", out / "labels/0.npz", settings, infer)
     assert warning in caplog.text
     assert any(warning in line for line in read_shard_warnings(out / "labels/0.npz"))
     resize_stage(out / "labels/0.npz", out / "resized/0.npz", "albumentations", [8, 8], "nearest",
                  False)  # fmt: skip
-    submission_stage(out / "manifest.json", [out / "resized/0.npz"], out / "submission.csv",
-                     out / "submission.valid.json", len(CLASSES), [8, 8])  # fmt: skip
+    submission_stage(out / "manifest.json", [out / "resized/0.npz"],
+                     {"competition_csv": out / "submission.csv"}, out / "submission.valid.json",
+                     CLASSES, [8, 8])  # fmt: skip
     report = json.loads((out / "submission.valid.json").read_text())
     assert report["valid"] and any(warning in line for line in report["warnings"])

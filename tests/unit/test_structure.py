@@ -7,17 +7,20 @@ import shutil
 import pytest
 from conftest import REPO_ROOT
 
+from segsubmit.cli import builtin_plugins
 from segsubmit.cli import main as cli_main
 from segsubmit.codehash import (
     PACKAGE_DIR,
     digest_table,
     import_closure,
     module_file,
+    plugin_table,
     rule_scripts,
     script_digest,
 )
 from segsubmit.config import check_config, default_config, shard_count, visible_gpu_count
 from segsubmit.errors import SegsubmitError
+from segsubmit.plugins import backend_named
 
 RULES_DIR = REPO_ROOT / "workflow" / "rules"
 RULE_SCRIPTS = rule_scripts(RULES_DIR)
@@ -61,7 +64,10 @@ def test_digest_changes_exactly_with_the_modules_in_the_rules_closure(rule, pack
 
 def test_closures_separate_the_stages():
     closure = {rule: set(import_closure(script)) for rule, script in RULE_SCRIPTS.items()}
-    assert "segsubmit.pil_resize" in closure["infer"]  # decides the detectron2 GPU pixels
+    detectron2 = backend_named("detectron2").__module__
+    with_detectron2 = set(import_closure(RULE_SCRIPTS["infer"], extra_modules=[detectron2]))
+    assert "segsubmit.pil_resize" in with_detectron2  # decides the detectron2 GPU pixels
+    assert not any(m.startswith("segsubmit.backends.torch") for m in with_detectron2)
     assert "segsubmit.infer" not in closure["score"] | closure["resize"] | closure["submission"]
     assert "segsubmit.metrics" not in closure["infer"]
     assert "segsubmit.backends" not in closure["manifest"] | closure["score"]
@@ -71,12 +77,14 @@ def test_every_script_rule_passes_its_own_digest():
     for rule_file in RULES_DIR.glob("*.smk"):
         text = rule_file.read_text()
         for script in re.findall(r'"\.\./scripts/(\w+\.py)"', text):
-            assert f'code=code_digest("{script}")' in text, f"{rule_file.name}: {script}"
+            rule = script.removesuffix(".py")
+            assert f'code=rule_digest("{rule}")' in text, f"{rule_file.name}: {script}"
 
 
-def test_readme_quotes_the_digest_table():
-    table = digest_table(RULES_DIR, with_digests=False)
-    assert table in (REPO_ROOT / "README.md").read_text(), "run: segsubmit digests --modules-only"
+def test_readme_quotes_the_digest_tables():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert digest_table(RULES_DIR, with_digests=False) in readme, "segsubmit digests --modules-only"
+    assert plugin_table(builtin_plugins()) in readme, "run: segsubmit digests --modules-only"
 
 
 def test_generated_config_files_are_current(capsys):
@@ -105,7 +113,7 @@ def with_changes(**sections):
         ({"data": {"splits": ["holdout"], "score": []}}, "data.splits: the demo dataset"),
         (
             {"model": {"backend": "detectron2", "weights": "w.pth"}},
-            "model.config_file: the detectron2 backend needs",
+            "model.detectron2.config_file: the detectron2 backend needs",
         ),
     ],
 )

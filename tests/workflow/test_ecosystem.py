@@ -20,9 +20,9 @@ from conftest import REPO_ROOT, SNAKEMAKE_ENV, run_snakemake
 from segsubmit.backends.detectron2_backend import DETECTRON2_REQUIREMENT, INSTALL_COMMAND
 from segsubmit.codehash import rule_scripts
 from segsubmit.config import SCHEMA_PATH, coerce_config
+from segsubmit.formats.competition_csv import validate_submission
 from segsubmit.logs import LOG_FORMAT, format_rate, run_stage
 from segsubmit.provenance import file_sha256, package_version, provenance_record
-from segsubmit.submission import validate_submission
 from segsubmit.summary import checkpoint_note, run_summary, split_outputs, summary_of_config
 
 IMPORTING_SNAKEFILE = """\
@@ -314,7 +314,7 @@ def test_detectron2_install_command_is_the_same_everywhere():
     assert "detectron2 @" not in (REPO_ROOT / "envs" / "detectron2.yaml").read_text()
     blocked = (
         "import sys; sys.modules['detectron2'] = None\n"
-        "from segsubmit.backends.detectron2_backend import require_detectron2\n"
+        "from segsubmit.backends.detectron2_model import require_detectron2\n"
         "require_detectron2()"
     )
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)

@@ -7,7 +7,6 @@ and run `PYTHONPATH=.deps/detectron2 python -m pytest tests/test_detectron2.py`
 (see docs/detectron2.md).
 """
 
-import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,11 +17,12 @@ import pytest
 import torch
 from conftest import make_dataset, run_snakemake, tiny_config
 
-from segsubmit.backends import host_transform, load_predictor
+from segsubmit.backends.base import host_transform, load_predictor
 from segsubmit.backends.detectron2_backend import INSTALL_COMMAND
 from segsubmit.errors import SegsubmitError
-from segsubmit.submission import validate_submission
-from segsubmit.testing import predict_shard, predictor_settings, write_detectron2_model
+from segsubmit.formats.competition_csv import validate_submission
+from segsubmit.manifest import Manifest
+from segsubmit.testing import image_entry, model_settings, predict_shard, write_detectron2_model
 
 pytest.importorskip(
     "detectron2",
@@ -43,19 +43,20 @@ def detectron2_model(tmp_path_factory):
 
 
 def settings_for(config_file, weights, num_classes=11, opts=SMALL_TEST_SIZES):
-    return predictor_settings(
-        weights, num_classes, config_file=str(config_file), opts=tuple(opts), device="cpu"
-    )
+    return model_settings(
+        "detectron2", weights, num_classes,
+        options={"config_file": str(config_file), "opts": list(opts)}, device="cpu",
+    )  # fmt: skip
 
 
 def predictor_and_transform(settings, preprocess_on):
     """The CPU predictor with DefaultPredictor's preprocessing in the DataLoader workers (the
     CPU path), or on the device side in `model_input` (the GPU path, here run on the CPU)."""
-    predictor = load_predictor("detectron2", settings)
+    predictor = load_predictor(settings)
     if preprocess_on == "device":
         predictor.preprocessed_on_host = False
         return predictor, None
-    return predictor, host_transform("detectron2", settings, predictor.device)
+    return predictor, host_transform(settings, predictor.device)
 
 
 def write_images(folder, sizes, seed=0):
@@ -67,8 +68,7 @@ def write_images(folder, sizes, seed=0):
         picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(folder / f"{index:02d}.jpg"), picture)
         name = f"{index:02d}.jpg"
-        entries.append({"id": index, "file_name": name, "path": name, "height": height,
-                        "width": width})  # fmt: skip
+        entries.append(image_entry(index, name, height, width))
     return entries
 
 
@@ -100,9 +100,9 @@ def test_batched_equals_default_predictor_on_every_pixel(detectron2_model, tmp_p
     compared = equal = 0
     for entry, label_map in zip(entries, batched, strict=True):
         reference = default_predictor_argmax(
-            config_file, weights, SMALL_TEST_SIZES, tmp_path / entry["file_name"]
+            config_file, weights, SMALL_TEST_SIZES, tmp_path / entry.file_name
         )
-        assert label_map.shape == reference.shape == (entry["height"], entry["width"])
+        assert label_map.shape == reference.shape == entry.size
         compared += reference.size
         equal += int((label_map == reference).sum())
     print(f"\ndetectron2 equivalence: {equal} of {compared} pixels equal ({len(entries)} images)")
@@ -125,13 +125,13 @@ def test_rgb_input_format_is_honoured(detectron2_model, tmp_path, preprocess_on)
 def test_gpu_preprocessing_equals_default_predictor_preprocessing(detectron2_model, tmp_path):
     """On a GPU the workers only decode; what reaches the model must be DefaultPredictor's
     input bit for bit (the model's own GPU arithmetic may differ from the CPU's)."""
-    from segsubmit.backends.detectron2_backend import DefaultPredictorPreprocess
+    from segsubmit.backends.detectron2_model import DefaultPredictorPreprocess
     from segsubmit.images import decode_rgb
 
     config_file, weights = detectron2_model
     entries = write_images(tmp_path, [(72, 120)] * 3, seed=5)
     settings = settings_for(config_file, weights)
-    predictor = load_predictor("detectron2", replace(settings, device="cuda"))
+    predictor = load_predictor(replace(settings, device="cuda"))
     images = torch.stack([decode_rgb(tmp_path / e["file_name"]) for e in entries])
     on_device = predictor.model_input(images.cuda()).cpu()
     on_host = DefaultPredictorPreprocess("BGR", 96, 160)
@@ -141,30 +141,30 @@ def test_gpu_preprocessing_equals_default_predictor_preprocessing(detectron2_mod
 def test_class_count_mismatch_is_refused(detectron2_model):
     config_file, weights = detectron2_model
     with pytest.raises(SegsubmitError, match="predicts 11 classes but config `classes` lists 5"):
-        load_predictor("detectron2", settings_for(config_file, weights, num_classes=5))
+        load_predictor(settings_for(config_file, weights, num_classes=5))
 
 
 def test_checkpoint_that_does_not_fit_is_refused(detectron2_model, tmp_path):
     config_file, weights = detectron2_model
     opts = [*SMALL_TEST_SIZES, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "7"]
     with pytest.raises(SegsubmitError, match="weights do not fit"):
-        load_predictor("detectron2", settings_for(config_file, weights, num_classes=7, opts=opts))
+        load_predictor(settings_for(config_file, weights, num_classes=7, opts=opts))
     with pytest.raises(SegsubmitError, match="weights file not found"):
-        load_predictor("detectron2", settings_for(config_file, tmp_path / "nope.pth"))
+        load_predictor(settings_for(config_file, tmp_path / "nope.pth"))
 
 
 def test_model_without_sem_seg_is_refused(tmp_path):
     config_file, weights = write_detectron2_model(tmp_path, configure=lambda cfg: None)
     with pytest.raises(SegsubmitError, match="GeneralizedRCNN"):
-        load_predictor("detectron2", settings_for(config_file, weights))
+        load_predictor(settings_for(config_file, weights))
 
 
 def test_missing_detectron2_gives_install_hint():
     blocked = (
         "import sys; sys.modules['detectron2'] = None\n"
-        "from segsubmit.backends import load_predictor\n"
-        "from segsubmit.testing import predictor_settings\n"
-        "load_predictor('detectron2', predictor_settings('w', device='cpu'))"
+        "from segsubmit.backends.base import load_predictor\n"
+        "from segsubmit.testing import model_settings\n"
+        "load_predictor(model_settings('detectron2', 'w', device='cpu'))"
     )
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
     assert f"detectron2 is not installed; after `pip install -e .`, run `{INSTALL_COMMAND}`" in (
@@ -181,13 +181,11 @@ def test_workflow_runs_with_detectron2_backend(detectron2_model, tmp_path):
         model={
             "backend": "detectron2",
             "weights": str(weights),
-            "config_file": str(config_file),
-            "opts": SMALL_TEST_SIZES,
+            "detectron2": {"config_file": str(config_file), "opts": SMALL_TEST_SIZES},
         },
     )
     run_snakemake(tmp_path)
-    manifest = json.loads((tmp_path / "results" / "val" / "manifest.json").read_text())
-    names = [entry["file_name"] for entry in manifest["images"]]
+    names = Manifest.load(tmp_path / "results" / "val" / "manifest.json").file_names()
     csv_path = tmp_path / "results" / "val" / "submission.csv"
     assert validate_submission(csv_path, names, 11, 32 * 32) == 6
     assert (tmp_path / "results" / "val" / "score" / "32x32.json").exists()

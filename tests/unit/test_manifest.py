@@ -24,14 +24,14 @@ def edit_json(root, change):
 
 
 def build(root):
-    return build_manifest(root / "val.json", root, CLASSES, 3, max_pixels=10**8)
+    return build_manifest(root / "val.json", root, CLASSES, 3, max_pixels=10**8).images
 
 
 def test_manifest_keeps_json_order_and_hashes_files(dataset):
     entries = build(dataset)
     coco = json.loads((dataset / "val.json").read_text())
-    assert [e["id"] for e in entries] == [i["id"] for i in coco["images"]]
-    assert all(len(e["sha1"]) == 40 and e["shard"] == shard_of(e["file_name"], 3) for e in entries)
+    assert [e.id for e in entries] == [i["id"] for i in coco["images"]]
+    assert all(len(e.sha1) == 40 and e.shard == shard_of(e.file_name, 3) for e in entries)
 
 
 def test_shard_assignment_is_stable_when_images_are_added():
@@ -199,15 +199,15 @@ def test_not_json_and_missing_json(tmp_path):
 
 
 def test_entries_record_the_file_the_manifest_hashed(dataset, tmp_path):
-    """Later stages open `data_root / entry['path']`: the resolved file the manifest hashed."""
+    """Later stages open `data_root / entry.path`: the resolved file the manifest hashed."""
     coco = json.loads((dataset / "val.json").read_text())
     target = dataset / coco["images"][0]["file_name"]
     (dataset / "alias.jpg").symlink_to(target)
     edit_json(dataset, lambda c: c["images"][0].update(file_name="alias.jpg"))
     entry = build(dataset)[0]
-    assert entry["file_name"] == "alias.jpg"
-    assert entry["path"] == coco["images"][0]["file_name"]
-    assert entry["sha1"] == file_digest(target)
+    assert entry.file_name == "alias.jpg"
+    assert entry.path == coco["images"][0]["file_name"]
+    assert entry.sha1 == file_digest(target)
 
 
 def test_missing_area_is_computed_and_annotations_renumbered(dataset):

@@ -22,10 +22,10 @@ from segsubmit.config import has_annotations
 from segsubmit.errors import SegsubmitError
 from segsubmit.ground_truth import ground_truth_stage
 from segsubmit.labels import write_label_shard
-from segsubmit.manifest import manifest_stage, read_manifest
+from segsubmit.manifest import Manifest, manifest_stage
 from segsubmit.metrics import score_stage
 from segsubmit.resize import resize_stage
-from segsubmit.submission import submission_stage, validate_stage, write_submission_stage
+from segsubmit.submission import submission_stage, validate_file
 from segsubmit.testing import CLASSES
 
 NAME_CHARACTERS = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\{}*?[]")
@@ -72,22 +72,21 @@ def test_pipeline_always_gives_a_valid_csv(
         fake_infer_and_resize(out, shard_path, rng, backend, list(out_size))
         for shard_path in shard_paths
     ]
-    write_submission_stage(
-        out / "manifest.json", resized_paths, out / "submission.csv", 11, list(out_size)
-    )
-    validate_stage(
-        out / "submission.csv", out / "manifest.json", out / "valid.json", 11, list(out_size)
-    )
+    csv_path = out / "submission.csv"
+    submission_stage(out / "manifest.json", resized_paths, {"competition_csv": csv_path},
+                     out / "valid.json", CLASSES, list(out_size))  # fmt: skip
     assert json.loads((out / "valid.json").read_text())["rows"] == len(images)
+    rows = validate_file(csv_path, out / "manifest.json", "competition_csv", CLASSES, out_size)
+    assert rows == {"rows": len(images)}
 
 
 def fake_infer_and_resize(out, shard_path, rng, backend, size):
     """The infer stage's output for a shard (random maps at the entries' sizes), resized by the
     real resize stage; the resized shard's path."""
-    entries = read_manifest(shard_path)
-    maps = [rng.integers(0, 11, (e["height"], e["width"]), np.uint8) for e in entries]
+    entries = Manifest.load(shard_path).images
+    maps = [rng.integers(0, 11, e.size, np.uint8) for e in entries]
     labels = out / f"{shard_path.stem}.labels.npz"
-    write_label_shard(labels, [e["id"] for e in entries], maps)
+    write_label_shard(labels, [e.id for e in entries], maps)
     resized = out / f"{shard_path.stem}.resized.npz"
     resize_stage(labels, resized, backend, size, "nearest", False)
     return resized
@@ -195,12 +194,13 @@ def run_every_stage(root, json_path, out, rng):
     resized = [
         fake_infer_and_resize(out, path, rng, "albumentations", [5, 4]) for path in shard_paths
     ]
-    submission_stage(out / "manifest.json", resized, out / "s.csv", out / "s.json", 11, [5, 4])
+    outputs = {"competition_csv": out / "s.csv"}
+    submission_stage(out / "manifest.json", resized, outputs, out / "s.json", CLASSES, [5, 4])
     if has_annotations(json_path):
         ground_truth_stage(json_path, out / "manifest.json", out / "gt.npz", CLASSES, [5, 4])
         score_stage(out / "gt.npz", resized, out / "score.json", out / "score.txt", CLASSES, "5x4")
         assert json.loads((out / "score.json").read_text())["images"] == len(
-            read_manifest(out / "manifest.json")
+            Manifest.load(out / "manifest.json").images
         )
 
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import REPO_ROOT, make_dataset, run_snakemake, save_random_model, tiny_config
 from PIL import Image
 
+from segsubmit.formats.competition_csv import validate_submission
 from segsubmit.manifest import shard_of
-from segsubmit.submission import validate_submission
 
 pytestmark = pytest.mark.workflow
 
