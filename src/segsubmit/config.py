@@ -324,6 +324,12 @@ def check_config(config, workdir=None):
             f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
             "set data.root to use your own data"
         )
+    unknown_pseudo = sorted(set(config["pseudo_labels"]["splits"]) - set(splits))
+    if unknown_pseudo:
+        raise SegsubmitError(
+            f"pseudo_labels.splits: {unknown_pseudo} not in data.splits {splits}; list only "
+            "configured splits"
+        )
     unknown_targets = sorted(set(config["data"]["category_map"].values()) - set(config["classes"]))
     if unknown_targets:
         raise SegsubmitError(

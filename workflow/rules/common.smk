@@ -115,7 +115,10 @@ def log_path(rule_name, pattern=None):
     return LAYOUT.log(rule_name, pattern or JOB_PATTERNS[rule_name])
 
 
-RULE_PLUGINS = {"infer": [BACKEND], "submission": FORMATS}  # loaded by name in these jobs
+RULE_PLUGINS = {
+    "infer": [BACKEND],
+    "submission": FORMATS,
+}  # loaded by name in these jobs
 
 
 def rule_digest(rule):
