@@ -95,6 +95,28 @@ def images_fingerprint(wildcards):
     )
 
 
+def truth_inputs(wildcards):
+    """What a split's ground truth is read from: the json (or the demo data), or with
+    data.masks each image's label PNG (known once the manifest checkpoint ran)."""
+    folder = mask_folder(config, wildcards.split)
+    if folder is None:
+        return dataset_inputs(wildcards)
+    manifest = Manifest.load(manifest_file(wildcards))
+    masks = config["data"]["masks"]
+    return {
+        "masks": [
+            str(mask_path(folder, e.file_name, masks["image_suffix"], masks["suffix"]))
+            for e in manifest.images
+        ]
+    }
+
+
+def truth_masks(wildcards):
+    """The ground truth rule's `masks` setting: data.masks with the split's folder."""
+    folder = mask_folder(config, wildcards.split)
+    return None if folder is None else {**config["data"]["masks"], "folder": folder}
+
+
 def model_inputs(wildcards):
     """Model files: the weights (a file or a folder) and the backend's file options."""
     return MODEL.files()

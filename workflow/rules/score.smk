@@ -3,28 +3,6 @@ the model's output size, `score.at_input_size`). The ground truth is rasterized 
 its own rule, so a new model or resize backend only reruns the scoring itself."""
 
 
-def truth_inputs(wildcards):
-    """What a split's ground truth is read from: the json (or the demo data), or with
-    data.masks each image's label PNG (known once the manifest checkpoint ran)."""
-    folder = mask_folder(config, wildcards.split)
-    if folder is None:
-        return dataset_inputs(wildcards)
-    manifest = Manifest.load(manifest_file(wildcards))
-    masks = config["data"]["masks"]
-    return {
-        "masks": [
-            str(mask_path(folder, e.file_name, masks["image_suffix"], masks["suffix"]))
-            for e in manifest.images
-        ]
-    }
-
-
-def truth_masks(wildcards):
-    """The ground truth rule's `masks` setting: data.masks with the split's folder."""
-    folder = mask_folder(config, wildcards.split)
-    return None if folder is None else {**config["data"]["masks"], "folder": folder}
-
-
 rule ground_truth:
     input:
         unpack(truth_inputs),
