@@ -21,9 +21,9 @@ def bench_dataset(folder, count):
     `manifest.json` and one `shard.json` holding them all."""
     folder = Path(folder)
     json_path = replicate_dataset(folder / "data", count, unique=min(count, 64))
-    entries = build_manifest(json_path, json_path.parent, CLASSES, 1)
-    write_manifest(entries, folder / "manifest.json", [folder / "shard.json"], json_path.parent)
-    return json_path, entries
+    manifest = build_manifest(json_path, json_path.parent, CLASSES, 1)
+    write_manifest(manifest, folder / "manifest.json", [folder / "shard.json"])
+    return json_path, manifest.images
 
 
 def sized_fpn(cfg, min_size):

@@ -38,8 +38,8 @@ def main():
     folder = Path(tempfile.mkdtemp())
     config_file, weights = write_detectron2_model(folder)
     root = make_dataset(folder / "data", {"val": arguments.images}, size=512)
-    entries = build_manifest(root / "val.json", root, CLASSES, 1)
-    paths = [root / e["file_name"] for e in entries]
+    entries = build_manifest(root / "val.json", root, CLASSES, 1).images
+    paths = [root / e.file_name for e in entries]
     loop_seconds, reference = timed(lambda: default_predictor_loop(config_file, weights, paths))
     print("| images | batch size | pixels equal | DefaultPredictor loop | backend (incl. model "
           "load) | loop / backend |\n| --- | --- | --- | --- | --- | --- |")  # fmt: skip

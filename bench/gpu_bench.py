@@ -7,7 +7,7 @@ rows_snakemake (whole runs: cold and no-op; the seed B script cold vs the workfl
 rows_jobs (the infer job in a fresh process; its peak memory at N and k·N images),
 rows_torchvision (a torchvision model; the demo model's mIoU per precision), seeds (seed A and
 seed B loops per MIN_SIZE_TEST). Rows that need detectron2 are skipped, with the reason, when it
-is absent; `--cpu-smoke` runs the smallest CPU configuration (tests/test_bench.py).
+is absent; `--cpu-smoke` runs the smallest CPU configuration (tests/workflow/test_bench.py).
 
     PYTHONPATH=$PWD/.deps/detectron2 python bench/gpu_bench.py --images 819 --out bench-out
 """
@@ -32,7 +32,8 @@ from segsubmit.testing import DEFAULTS
 CPU_SMOKE = {
     "repeats": 1, "batch_size": 4, "workers": 2, "worker_sweep": [], "seed_images": 2,
     "memory_factor": 0, "job_repeats": 0, "cold_repeats": 0, "skip_snakemake": True,
-    "precisions": ["fp32"], "torchvision_architecture": DEFAULTS["model"]["architecture"],
+    "precisions": ["fp32"],
+    "torchvision_architecture": DEFAULTS["model"]["torchvision"]["architecture"],
     "demo_weights": None, "min_sizes": [128],
 }  # fmt: skip
 

@@ -5,11 +5,12 @@ precision), the infer stage's input pipeline alone, and the infer stage in-proce
 import torch
 from timing import seconds
 
-from segsubmit.backends import host_transform, load_predictor
+from segsubmit.backends.base import host_transform, load_predictor
 from segsubmit.images import decode_rgb
 from segsubmit.infer import predict_shard_to_file, shard_loader
 from segsubmit.labels import read_label_shard
-from segsubmit.testing import predictor_settings
+from segsubmit.plugins import backend_named
+from segsubmit.testing import model_settings
 
 FLOOR = "model floor fp32 (forward only)"
 PRECISIONS = {
@@ -21,10 +22,14 @@ PRECISIONS = {
 
 
 def loaded(backend, weights, **settings):
-    """(predictor, host transform) of `backend` with the schema's defaults and `settings`."""
-    settings = predictor_settings(weights, **settings)
-    predictor = load_predictor(backend, settings)
-    return predictor, host_transform(backend, settings, predictor.device)
+    """(predictor, host transform) of `backend` with the schema's defaults and `settings` (the
+    backend's own options among them go into its section)."""
+    names = backend_named(backend).options
+    options = {key: value for key, value in settings.items() if key in names}
+    common = {key: value for key, value in settings.items() if key not in names}
+    settings = model_settings(backend, weights, options=options, **common)
+    predictor = load_predictor(settings)
+    return predictor, host_transform(settings, predictor.device)
 
 
 def model_floor(predictor, transform, paths, batch_size):
@@ -86,7 +91,7 @@ def detectron2_rows(table, arguments, work, entries, root, model):
     """Floors, input pipeline and infer stage per precision (`model`: config, weights); the
     fp32 labels go to `work`/labels-fp32.npz."""
     config_file, weights = model
-    paths = [root / entry["file_name"] for entry in entries]
+    paths = [root / entry.file_name for entry in entries]
     batch, workers, repeats = arguments.batch_size, arguments.workers, arguments.repeats
     predictors = {name: loaded("detectron2", weights, config_file=str(config_file),
                                **PRECISIONS[name]) for name in arguments.precisions}  # fmt: skip

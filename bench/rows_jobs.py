@@ -10,21 +10,25 @@ from data import bench_dataset
 from rows_infer import FLOOR, PRECISIONS
 from timing import timed_process
 
-from segsubmit.testing import NUM_CLASSES, predictor_settings
+from segsubmit.settings import InferSettings
+from segsubmit.testing import NUM_CLASSES, model_settings
 
 
 def infer_job(model, shard_path, labels_path, arguments, **options):
     """(peak RSS MiB, wall seconds, seconds of the inference loop as the stage logs it) of a
     fresh process running `segsubmit.infer.infer_stage`."""
     config_file, weights = model
-    settings = predictor_settings(weights, NUM_CLASSES, config_file=str(config_file), **options)
+    options = {"options": {"config_file": str(config_file), "opts": []}, **options}
+    settings = model_settings("detectron2", weights, NUM_CLASSES, **options)
+    infer = InferSettings(batch_size=arguments.batch_size, workers=arguments.workers)
     program = (
         "import resource\n"
         "from segsubmit.logs import configure_logging\n"
         "from segsubmit.infer import infer_stage\n"
+        "from segsubmit.settings import InferSettings, ModelSettings, from_params\n"
         "configure_logging()\n"
-        f"infer_stage({str(shard_path)!r}, {str(labels_path)!r}, 'detectron2', "
-        f"{asdict(settings)!r}, {arguments.batch_size}, {arguments.workers}, 'error')\n"
+        f"infer_stage({str(shard_path)!r}, {str(labels_path)!r}, "
+        f"from_params(ModelSettings, {asdict(settings)!r}), InferSettings(**{asdict(infer)!r}))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     wall, output = timed_process([sys.executable, "-c", program])

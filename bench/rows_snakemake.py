@@ -10,7 +10,7 @@ from pathlib import Path
 from rows_stages import SIZE
 from timing import timed_process
 
-from segsubmit.submission import iter_csv_records
+from segsubmit.formats.competition_csv import iter_csv_records
 from segsubmit.testing import parse_prediction_string
 
 BENCH = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ def detectron2_overrides(model, data_root, **data):
         "model": {
             "backend": "detectron2",
             "weights": str(weights),
-            "config_file": str(config_file),
+            "detectron2": {"config_file": str(config_file)},
         },
     }
 

@@ -6,7 +6,7 @@ from timing import seconds, timed
 from segsubmit.ground_truth import ground_truth_stage
 from segsubmit.metrics import score_stage
 from segsubmit.resize import resize_stage
-from segsubmit.submission import validate_stage, write_submission_stage
+from segsubmit.submission import submission_stage, validate_file
 from segsubmit.testing import CLASSES, DEFAULTS
 
 SIZE = list(DEFAULTS["resize"]["size"])
@@ -23,13 +23,13 @@ def stage_calls(work, labels, truth, class_names=CLASSES):
         for backend in ("albumentations", "kornia")
     }  # fmt: skip
     calls["submission stage: write, with its re-read check before the rename"] = lambda: (
-        write_submission_stage(
-            work / "manifest.json", [resized], work / "submission.csv", len(class_names), SIZE
-        )
+        submission_stage(work / "manifest.json", [resized],
+                         {"competition_csv": work / "submission.csv"}, work / "valid.json",
+                         class_names, SIZE)
+    )  # fmt: skip
+    calls["submission stage: re-read check alone"] = lambda: validate_file(
+        work / "submission.csv", work / "manifest.json", "competition_csv", class_names, SIZE
     )
-    calls["submission stage: re-read check alone"] = lambda: validate_stage(
-        work / "submission.csv", work / "manifest.json", work / "valid.json", len(class_names),
-        SIZE)  # fmt: skip
     calls["score stage"] = lambda: score_stage(
         truth, [resized], work / "score.json", work / "score.txt", class_names, SIZE_NAME
     )

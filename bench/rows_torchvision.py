@@ -17,7 +17,7 @@ def torchvision_rows(table, arguments, work, entries, root):
     architecture = arguments.torchvision_architecture
     weights = save_random_model(work / f"{architecture}.pt", architecture=architecture)
     predictor = loaded("torchvision", weights, architecture=architecture)
-    paths = [root / entry["file_name"] for entry in entries]
+    paths = [root / entry.file_name for entry in entries]
     floor_name = f"{architecture} floor fp32 (forward only)"
     floor = model_floor(*predictor, paths, arguments.batch_size)
     table.row(floor_name, seconds(floor, arguments.repeats))
@@ -33,7 +33,7 @@ def demo_split(folder, count):
     make_demo_dataset(folder, {"val": json_path}, {"val": count}, 1, size, CLASSES)
     entries = build_manifest(json_path, folder, CLASSES, 1)
     coco_api, class_of_category = load_ground_truth(json_path, CLASSES)
-    return entries, [rasterize_ground_truth(coco_api, e["id"], class_of_category)
+    return entries, [rasterize_ground_truth(coco_api, e.id, class_of_category)
                      for e in entries]  # fmt: skip
 
 

@@ -57,7 +57,7 @@ def seed_rows(table, arguments, work, entries, root):
     """Per `--min-sizes` entry: seeds B and A on the first `--seed-images` images, per image
     against our infer stage's time per image; pixel agreement with ours."""
     entries = entries[: arguments.seed_images]
-    paths = [root / entry["file_name"] for entry in entries]
+    paths = [root / entry.file_name for entry in entries]
     for min_size in arguments.min_sizes:
         model = detectron2_model(work / "models", min_size)
         our_seconds, our_maps = ours(model, entries, root, arguments)

@@ -23,7 +23,8 @@ def tiny_config(workdir, **overrides):
         "resize": {"size": [32, 32]},
     }
     for section, values in overrides.items():
-        config[section] = {**config.get(section, {}), **values}
+        merged = isinstance(values, dict)
+        config[section] = {**config.get(section, {}), **values} if merged else values
     path = Path(workdir) / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -11,7 +11,14 @@ import yaml
 from .coco import read_json_or_none
 from .errors import SegsubmitError
 from .gpus import visible_gpu_ids
-from .plugins import BACKENDS, FORMATS, backend_named, format_named, load_plugins
+from .plugins import (
+    BACKENDS,
+    FORMATS,
+    PLUGINS_VARIABLE,
+    backend_named,
+    format_named,
+    load_plugins,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEMO_SPLITS = ("train", "val", "test")
@@ -360,11 +367,14 @@ def check_masks(config):
 
 
 def prepare_config(config, workdir=None):
-    """The Snakefile's start: import the config's `plugins`, build the schema, turn
+    """The Snakefile's start: import the config's `plugins` (and name them to the jobs in
+    $SEGSUBMIT_PLUGINS), build the schema, turn
     `--config` strings into numbers, validate (defaults filled in) and check across keys; one
     line naming the key for the first problem."""
     plugins = config.get("plugins", [])
-    schema = load_schema(plugin_modules=plugins if isinstance(plugins, list) else ())
+    plugins = [str(name) for name in plugins] if isinstance(plugins, list) else []
+    schema = load_schema(plugin_modules=plugins)
+    os.environ[PLUGINS_VARIABLE] = ",".join(plugins)  # for the jobs
     coerce_config(config, schema)
     validate_config(config, schema)
     check_config(config, workdir)

@@ -10,6 +10,7 @@ under the `segsubmit.plugins` entry-point group.
 
 import importlib
 import importlib.metadata
+import os
 import pkgutil
 from typing import ClassVar
 
@@ -18,6 +19,8 @@ from .errors import SegsubmitError
 BACKENDS = {}
 FORMATS = {}
 ENTRY_POINT_GROUP = "segsubmit.plugins"
+# The config's `plugins`, handed by the workflow to every job it starts (comma-separated).
+PLUGINS_VARIABLE = "SEGSUBMIT_PLUGINS"
 
 
 class Backend:
@@ -137,12 +140,14 @@ def import_plugin_module(name, key="plugins"):
 
 
 def load_plugins(extra_modules=()):
-    """Register the built-in plug-ins, installed ones (entry points) and `extra_modules`."""
+    """Register the built-in plug-ins, installed ones (entry points), those the workflow named
+    in $SEGSUBMIT_PLUGINS and `extra_modules`."""
     import_package_modules("segsubmit.backends", "_backend")
     import_package_modules("segsubmit.formats", "_format")
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         import_plugin_module(entry_point.value, f"entry point {entry_point.name}")
-    for name in extra_modules:
+    named = [name for name in os.environ.get(PLUGINS_VARIABLE, "").split(",") if name]
+    for name in [*named, *extra_modules]:
         import_plugin_module(name)
 
 

@@ -4,8 +4,9 @@ DAG is built."""
 import json
 
 import pytest
+import yaml
 
-from segsubmit.config import check_config, default_config
+from segsubmit.config import check_config, default_config, prepare_config
 from segsubmit.errors import SegsubmitError
 from segsubmit.testing import make_dataset
 
@@ -62,3 +63,53 @@ def test_a_scored_split_needs_annotations(workdir):
     with pytest.raises(SegsubmitError, match="data.score: split 'val' is scored but .* has no "):
         check_config(user_config(), workdir)
     check_config(user_config(data={"score": []}), workdir)
+
+
+def with_changes(**sections):
+    config = default_config()
+    for section, values in sections.items():
+        config[section] = {**config[section], **values}
+    return config
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data": {"score": ["train"]}}, r"data.score: \['train'\] not in data.splits"),
+        ({"model": {"backend": "detectron2"}}, "model.weights: required for backend"),
+        ({"data": {"splits": ["holdout"], "score": []}}, "data.splits: the demo dataset"),
+        (
+            {"model": {"backend": "detectron2", "weights": "w.pth"}},
+            "model.detectron2.config_file: the detectron2 backend needs",
+        ),
+    ],
+)
+def test_cross_key_checks_name_the_key(changes, message):
+    check_config(default_config())
+    with pytest.raises(SegsubmitError, match=message):
+        check_config(with_changes(**changes))
+
+
+@pytest.mark.parametrize(
+    ("config_text", "expected"),
+    [
+        (
+            "resize: {backend: kornai}",
+            "resize.backend: 'kornai' is not one of ['albumentations'",
+        ),
+        (
+            "infer: {batch_sise: 4}",
+            "infer: Additional properties are not allowed ('batch_sise'",
+        ),
+        ("data: {shards: two}", "data.shards: 'two' is not valid"),
+        ("model: {backend: onnx}", "model.backend: 'onnx' is not one of ['detectron2', 'smp'"),
+        ("model: {architecture: fcn_resnet50}", "model.architecture: moved to model.torchvision."),
+        ("plugins: [no_such_module]", "plugins: cannot import plug-in module 'no_such_module'"),
+        ("submission: {formats: [xml]}", "submission.formats.0: 'xml' is not one of"),
+    ],
+)
+def test_schema_errors_name_the_key_and_allowed_values(config_text, expected):
+    config = yaml.safe_load(config_text)
+    with pytest.raises(SegsubmitError) as error:
+        prepare_config(config)
+    assert expected in str(error.value) and "\n" not in str(error.value)

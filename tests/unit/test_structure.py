@@ -18,8 +18,7 @@ from segsubmit.codehash import (
     rule_scripts,
     script_digest,
 )
-from segsubmit.config import check_config, default_config, shard_count, visible_gpu_count
-from segsubmit.errors import SegsubmitError
+from segsubmit.config import shard_count, visible_gpu_count
 from segsubmit.plugins import backend_named
 
 RULES_DIR = REPO_ROOT / "workflow" / "rules"
@@ -96,31 +95,6 @@ def test_config_docs_check_names_a_stale_file(tmp_path, capsys):
     (tmp_path / "config" / "config.yaml").write_text("results: elsewhere\n")
     assert cli_main(["config-docs", str(tmp_path)]) == 1
     assert "config.yaml: stale; run `segsubmit config-docs --write`" in capsys.readouterr().err
-
-
-def with_changes(**sections):
-    config = default_config()
-    for section, values in sections.items():
-        config[section] = {**config[section], **values}
-    return config
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"data": {"score": ["train"]}}, r"data.score: \['train'\] not in data.splits"),
-        ({"model": {"backend": "detectron2"}}, "model.weights: required for backend"),
-        ({"data": {"splits": ["holdout"], "score": []}}, "data.splits: the demo dataset"),
-        (
-            {"model": {"backend": "detectron2", "weights": "w.pth"}},
-            "model.detectron2.config_file: the detectron2 backend needs",
-        ),
-    ],
-)
-def test_cross_key_checks_name_the_key(changes, message):
-    check_config(default_config())
-    with pytest.raises(SegsubmitError, match=message):
-        check_config(with_changes(**changes))
 
 
 @pytest.mark.parametrize(

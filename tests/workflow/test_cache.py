@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO_ROOT, SNAKEMAKE_ENV, run_snakemake, tiny_config
 
 from segsubmit.labels import read_label_shard
-from segsubmit.manifest import read_manifest
+from segsubmit.manifest import Manifest
 
 pytestmark = pytest.mark.workflow
 
@@ -77,7 +77,7 @@ def test_second_checkout_reuses_each_shard_and_shards_never_collide(user_workdir
     assert (third.stdout + third.stderr).count("to cache.") == 3 and len(list(cache.iterdir())) == 5
     for shard in range(3):
         shard_file = resharded / "results" / "val" / "shards" / f"{shard}.json"
-        image_ids = [entry["id"] for entry in read_manifest(shard_file)]
+        image_ids = [entry.id for entry in Manifest.load(shard_file).images]
         assert list(read_label_shard(labels_of(resharded, shard))[0]) == image_ids
     assert all(path.read_bytes() == content for path, content in stored.items())
 

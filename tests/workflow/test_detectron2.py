@@ -3,7 +3,7 @@
 Needs detectron2: after `pip install -e .`, the command in
 segsubmit.backends.detectron2_backend.INSTALL_COMMAND (`pip install --no-build-isolation
 'detectron2 @ git+…'`), or clone github.com/facebookresearch/detectron2 into .deps/detectron2
-and run `PYTHONPATH=.deps/detectron2 python -m pytest tests/test_detectron2.py`
+and run `PYTHONPATH=.deps/detectron2 python -m pytest tests/workflow/test_detectron2.py`
 (see docs/detectron2.md).
 """
 

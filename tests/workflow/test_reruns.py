@@ -145,7 +145,8 @@ def copy_of_the_workflow(folder):
 
 def test_code_edits_rerun_only_the_rules_that_import_them(user_workdir, tmp_path_factory):
     """Snakemake's own code trigger, fed the import-closure digests: a metrics edit reruns the
-    scoring, not inference; a pil_resize edit (detectron2's GPU pixels) reruns inference."""
+    scoring, not inference; an edit of another backend's implementation reruns nothing; one of
+    the configured backend's (torchvision) reruns inference."""
     snakefile = copy_of_the_workflow(tmp_path_factory.mktemp("workflow"))
     package = snakefile.parent / "src" / "segsubmit"
     run_snakemake(user_workdir, snakefile=snakefile)
@@ -155,7 +156,11 @@ def test_code_edits_rerun_only_the_rules_that_import_them(user_workdir, tmp_path
     run_snakemake(user_workdir, snakefile=snakefile)
     after_metrics = output_mtimes(user_workdir)
     assert rewritten(before, after_metrics) == ["val/score/32x32.json", "val/score/32x32.txt"]
-    with open(package / "pil_resize.py", "a") as module:
+    with open(package / "backends" / "detectron2_model.py", "a") as module:
+        module.write("\n# an edit\n")
+    run_snakemake(user_workdir, snakefile=snakefile)
+    assert rewritten(after_metrics, output_mtimes(user_workdir)) == []
+    with open(package / "backends" / "torchvision_model.py", "a") as module:
         module.write("\n# an edit\n")
     run_snakemake(user_workdir, snakefile=snakefile)
     changed = rewritten(after_metrics, output_mtimes(user_workdir))

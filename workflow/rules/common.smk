@@ -181,8 +181,3 @@ def shard_outputs(maps, split="{split}"):
 def submission_files(split="{split}"):
     """{format name: path} of the configured submission formats' files of `split`."""
     return {fmt.name: LAYOUT.submission(split, fmt.file_name) for fmt in FORMATS}
-
-
-INFER_CACHE = "omit-software" if INFER_CACHED else False
-# Snakemake refuses `benchmark:` on a cached rule: a `--cache` run's infer jobs have none.
-INFER_BENCHMARK = None if INFER_CACHED else benchmark_path("infer")

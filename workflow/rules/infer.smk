@@ -5,33 +5,60 @@ is Snakemake's provenance hash: this script, the params, the weights' content an
 shard file, the manifest job's own hash (the json's content + its params) - not the shard
 file's content and not the wildcards. So `shard` is a param and the manifest's params hold the
 shard count: without them, every shard of a split would get one key. Snakemake refuses
-`benchmark:` on a cacheable rule, so a `--cache` run drops it (`INFER_BENCHMARK`; the job's
-log holds its timings and peak memory either way).
+`benchmark:` on a cacheable rule and checks it while the rule is defined (`benchmark:` takes
+no "none" value: None, "" and [] are refused), so a `--cache` run defines the rule without it
+(the job's log holds its timings and peak memory either way); both definitions share
+`INFER_RESOURCES` and `INFER_PARAMS`.
 """
 
+INFER_RESOURCES = dict(gpu=1, mem_mb=16000, runtime=120)
+INFER_PARAMS = dict(
+    shard="{shard}",
+    model=as_params(MODEL),
+    infer=as_params(InferSettings.from_config(config)),
+    code=rule_digest("infer"),
+)
 
-rule infer:
-    input:
-        unpack(model_inputs),
-        shard=shard_file,
-    output:
-        LAYOUT.labels("{split}", "{shard}"),
-    log:
-        log_path("infer"),
-    benchmark:
-        INFER_BENCHMARK
-    cache: INFER_CACHE
-    conda:
-        INFER_ENV
-    threads: THREADS
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=120,
-    params:
-        shard="{shard}",
-        model=as_params(MODEL),
-        infer=as_params(InferSettings.from_config(config)),
-        code=rule_digest("infer"),
-    script:
-        "../scripts/infer.py"
+
+if INFER_CACHED:
+
+    rule infer:
+        input:
+            unpack(model_inputs),
+            shard=shard_file,
+        output:
+            LAYOUT.labels("{split}", "{shard}"),
+        log:
+            log_path("infer"),
+        cache: "omit-software"
+        conda:
+            INFER_ENV
+        threads: THREADS
+        resources:
+            **INFER_RESOURCES,
+        params:
+            **INFER_PARAMS,
+        script:
+            "../scripts/infer.py"
+
+else:
+
+    rule infer:
+        input:
+            unpack(model_inputs),
+            shard=shard_file,
+        output:
+            LAYOUT.labels("{split}", "{shard}"),
+        log:
+            log_path("infer"),
+        benchmark:
+            benchmark_path("infer")
+        conda:
+            INFER_ENV
+        threads: THREADS
+        resources:
+            **INFER_RESOURCES,
+        params:
+            **INFER_PARAMS,
+        script:
+            "../scripts/infer.py"

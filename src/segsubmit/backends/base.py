@@ -309,11 +309,14 @@ def probe_predictor(predictor, sizes, transform=None):
         batch = (transform(image) if transform else image)[None].to(predictor.device)
         try:
             labels = predictor.predict(batch, (height, width))
-        except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        except SegsubmitError:
+            raise
+        except Exception as err:  # a model's own code may raise anything (TorchScript: jit.Error)
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             raise SegsubmitError(
                 f"{predictor.source}: the model fails on {width}x{height} images "
-                f"({type(err).__name__}: {message[:200]}); check that it takes this size"
+                f"({type(err).__name__}: {(lines[-1] if lines else '')[:200]}); check that it "
+                "takes this size"
             ) from err
         if tuple(labels.shape) != (1, height, width):
             raise SegsubmitError(
