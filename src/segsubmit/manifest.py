@@ -88,7 +88,7 @@ class Manifest:
 
 def shard_of(file_name, shard_count):
     """Stable shard index of an image: adding images never moves existing ones."""
-    return zlib.crc32(file_name.encode("utf-8")) % shard_count
+    return zlib.crc32(file_name.encode("utf-8", "surrogatepass")) % shard_count
 
 
 def file_digest(path):
@@ -113,7 +113,8 @@ def image_fingerprint(json_path, data_root):
     """Digest of (file_name, size, mtime) of every image a COCO json lists, for the manifest
     rule's params: a changed, added or removed image reruns the manifest (which then hashes the
     images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
-    more than the stats); '' if the json can't be read: the manifest stage reports why."""
+    more than the stats); '' if the json can't be read: the manifest stage reports why (also
+for any value the json allows: this runs while the DAG is built, before validation)."""
     try:
         names = [image["file_name"] for image in read_json_or_none(json_path)["images"]]
     except (KeyError, TypeError, AttributeError):
@@ -122,9 +123,10 @@ def image_fingerprint(json_path, data_root):
     for name in names:
         try:
             stat = os.stat(os.path.join(data_root, str(name)))
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            record = f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
         except (OSError, ValueError):
-            digest.update(f"{name}\0missing\n".encode())
+            record = f"{name}\0missing\n"
+        digest.update(record.encode("utf-8", "surrogatepass"))  # the manifest refuses non-UTF-8
     return digest.hexdigest()
 
 

@@ -7,7 +7,8 @@ from conftest import CLASSES, make_dataset
 
 from segsubmit.errors import SegsubmitError
 from segsubmit.ground_truth import validated_dataset
-from segsubmit.manifest import build_manifest, file_digest, shard_of
+from segsubmit.manifest import build_manifest, file_digest, image_fingerprint, shard_of
+from segsubmit.summary import checkpoint_note
 
 
 @pytest.fixture
@@ -224,3 +225,28 @@ def test_missing_area_is_computed_and_annotations_renumbered(dataset):
     annotations = validated_dataset(dataset / "val.json", CLASSES)["annotations"]
     assert [a["id"] for a in annotations] == list(range(1, len(annotations) + 1))
     assert all(a["area"] > 0 for a in annotations)
+
+
+def latin1_name(coco):
+    """A file_name as os.listdir + json.dumps write a Latin-1 name: a lone surrogate escape."""
+    coco["images"][0]["file_name"] = "caf\udce9.jpg"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["images"][0].update(id=2**63), r"images\[0\].id must be within int64"),
+        (lambda c: c["images"][0].update(id=-(2**63) - 1), "within int64"),
+        (lambda c: c["categories"][0].update(id=10**30), r"categories\[0\].id must be within int64"),
+        (latin1_name, r"file_name 'caf\\udce9.jpg' is not valid UTF-8 .*rename the file"),
+    ],
+)
+def test_values_later_stages_cannot_hold_are_refused(dataset, change, message):
+    """The json allows them; the label files (int64 ids) and UTF-8 paths do not. While the DAG
+    is planned (fingerprint, dry-run note) they pass without a traceback; the manifest refuses."""
+    json_path = edit_json(dataset, change)
+    assert len(image_fingerprint(json_path, dataset)) == 40
+    assert "6 images" in checkpoint_note("val", json_path, 2)
+    with pytest.raises(SegsubmitError, match=message) as error:
+        build(dataset)
+    assert str(json_path) in str(error.value) and "\n" not in str(error.value)
