@@ -15,10 +15,16 @@ log = logging.getLogger(__name__)
 
 def rasterize_ground_truth(coco_api, image_id, class_of_category):
     """(H, W) uint8 class map: annotations drawn largest area first, so smaller objects win
-    (the competition baseline's order); unannotated pixels are background (0)."""
+    (the competition baseline's order); unannotated pixels are background (0). Annotations of
+    the background class (a category `data.category_map` maps to it) are dropped, not drawn:
+    the objects beneath them keep their class."""
     info = coco_api.imgs[image_id]
     mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
-    annotations = coco_api.loadAnns(coco_api.getAnnIds(imgIds=image_id, iscrowd=None))
+    annotations = [
+        annotation
+        for annotation in coco_api.loadAnns(coco_api.getAnnIds(imgIds=image_id, iscrowd=None))
+        if class_of_category[annotation["category_id"]] != 0
+    ]
     for annotation in sorted(annotations, key=lambda a: a["area"], reverse=True):
         mask[coco_api.annToMask(annotation) == 1] = class_of_category[annotation["category_id"]]
     return mask

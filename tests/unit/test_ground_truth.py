@@ -7,7 +7,7 @@ import pytest
 from segsubmit.coco import category_class_index
 from segsubmit.config import check_config, default_config
 from segsubmit.errors import SegsubmitError
-from segsubmit.ground_truth import ground_truth_stage
+from segsubmit.ground_truth import ground_truth_stage, rasterize_ground_truth
 from segsubmit.labels import read_label_shard
 from segsubmit.manifest import manifest_stage
 from segsubmit.testing import CLASSES, make_dataset
@@ -65,3 +65,28 @@ def test_a_german_json_scores_like_the_english_one(tmp_path):
         np.testing.assert_array_equal(want, got)
     with pytest.raises(SegsubmitError, match="data.category_map"):
         ground_truth_of(german, tmp_path, None, "refused")
+
+
+def square(annotation_id, category_id, left, top, side):
+    polygon = [left, top, left + side, top, left + side, top + side, left, top + side]
+    return {"id": annotation_id, "image_id": 1, "category_id": category_id, "iscrowd": 0,
+            "segmentation": [polygon], "area": float(side * side)}  # fmt: skip
+
+
+def test_a_category_mapped_to_background_is_not_drawn_over_the_objects_beneath(tmp_path):
+    """Dropping means not rasterized: the Paper square under the small Karton square keeps its
+    pixels (painting Karton as background would cut a hole into it)."""
+    from pycocotools.coco import COCO
+
+    coco_api = COCO()
+    coco_api.dataset = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 32, "height": 32}],
+        "categories": [{"id": 1, "name": "Paper"}, {"id": 2, "name": "Karton"}],
+        "annotations": [square(1, 1, 4, 4, 20), square(2, 2, 10, 10, 6)],
+    }
+    coco_api.createIndex()
+    class_of = category_class_index("x.json", coco_api.dataset, CLASSES, {"Karton": "Background"})
+    mask = rasterize_ground_truth(coco_api, 1, class_of)
+    paper = CLASSES.index("Paper")
+    assert (mask[12:14, 12:14] == paper).all() and (mask == paper).sum() > 19 * 19
+    assert set(np.unique(mask)) == {0, paper}
