@@ -109,6 +109,32 @@ def image_path(data_root, json_path, file_name):
     return path
 
 
+# What the infer stage's decoder (torchvision's decode_image) reads, as Pillow names the formats;
+# MPO is a JPEG holding extra pictures (phone cameras): the decoder reads its first, as viewers do.
+DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP"}
+
+
+def image_header_problem(path):
+    """Why the image file is not one frame of a format the decoder reads, from its header alone
+    (Pillow's `Image.open` decodes no pixels), or None. Files Pillow cannot identify (empty,
+    corrupt) are left to the infer stage and its `infer.on_bad_image`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            kind, frames = image.format, getattr(image, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    if kind not in DECODABLE_FORMATS:
+        return (
+            f"is a {kind} image, which the decoder cannot read "
+            f"({', '.join(sorted(DECODABLE_FORMATS - {'MPO'}))}); convert it to PNG or JPEG"
+        )
+    if frames > 1 and kind != "MPO":
+        return f"holds {frames} frames ({kind}); export its first frame as a single image"
+    return None
+
+
 def image_fingerprint(json_path, data_root):
     """Digest of (file_name, size, mtime) of every image a COCO json lists, for the manifest
     rule's params: a changed, added or removed image reruns the manifest (which then hashes the
@@ -142,6 +168,9 @@ def build_manifest(
     entries = []
     for image in coco["images"]:
         path = image_path(data_root, json_path, image["file_name"])
+        problem = image_header_problem(path)
+        if problem:
+            raise SegsubmitError(f"{json_path}: {image['file_name']!r} ({path}) {problem}")
         entries.append(
             ManifestEntry(
                 id=image["id"],
