@@ -7,7 +7,7 @@ import numpy as np
 from .coco import category_class_index, load_coco, validate_coco
 from .errors import SegsubmitError
 from .labels import label_shard_writer
-from .manifest import Manifest
+from .manifest import Manifest, check_json_unchanged
 from .resize import MAPS_AT_ONCE, resize_label_maps
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ def ground_truth_stage(
 ):
     """Stage entry: the split's annotations rasterized in manifest order, resized to `size`
     (h, w) with the submission's NEAREST rule, or kept at the images' size when `size` is None."""
-    entries = Manifest.load(manifest_path).images
+    manifest = Manifest.load(manifest_path)
+    check_json_unchanged(manifest, json_path)
+    entries = manifest.images
     coco_api, class_of_category = load_ground_truth(json_path, class_names, category_map)
     shapes = [size or entry.size for entry in entries]
     with label_shard_writer(ground_truth_path, sum(h * w for h, w in shapes)) as add:

@@ -40,10 +40,12 @@ ENTRY_KEYS = tuple(item.name for item in fields(ManifestEntry))
 
 @dataclass(frozen=True)
 class Manifest:
-    """A split's validated image list in json order (or one shard's part of it)."""
+    """A split's validated image list in json order (or one shard's part of it), and the sha1
+    of the json it was read from ('' when unknown), so later stages can tell it changed."""
 
     data_root: str
     images: tuple
+    json_sha1: str = ""
 
     def file_names(self):
         return [entry.file_name for entry in self.images]
@@ -53,11 +55,13 @@ class Manifest:
         return list(dict.fromkeys(entry.size for entry in self.images))
 
     def shard(self, index):
-        """The entries of shard `index`, as a manifest of their own."""
+        """The entries of shard `index`, as a manifest of their own (without the json's sha1:
+        a shard file changes only when its own images do, so only its inference reruns)."""
         return Manifest(self.data_root, tuple(e for e in self.images if e.shard == index))
 
     def save(self, path):
-        write_json(path, {"data_root": self.data_root, "images": [asdict(e) for e in self.images]})
+        images = [asdict(e) for e in self.images]
+        write_json(path, {"data_root": self.data_root, "json_sha1": self.json_sha1, "images": images})
 
     @classmethod
     def load(cls, path):
@@ -83,7 +87,8 @@ class Manifest:
                 f"[{{{', '.join(ENTRY_KEYS)}}}, ...]}}, found {type(content).__name__} "
                 f"{str(content)[:60]!r}); pass results/<split>/manifest.json"
             )
-        return cls(content["data_root"], tuple(ManifestEntry(**image) for image in images))
+        entries = tuple(ManifestEntry(**image) for image in images)
+        return cls(content["data_root"], entries, str(content.get("json_sha1", "")))
 
 
 def shard_of(file_name, shard_count):
@@ -162,6 +167,7 @@ def build_manifest(
     """The `Manifest` of a COCO json: its images in json order, each resolved, hashed and
     given its shard. Categories are renamed with `category_map`; images above `max_pixels` are
     refused."""
+    json_sha1 = file_digest(json_path)
     coco = load_coco(json_path)
     validate_coco(json_path, coco, class_names, category_map, max_pixels)
     root = Path(data_root).resolve()
@@ -182,7 +188,17 @@ def build_manifest(
                 sha1=file_digest(path),
             )
         )
-    return Manifest(str(data_root), tuple(entries))
+    return Manifest(str(data_root), tuple(entries), json_sha1)
+
+
+def check_json_unchanged(manifest, json_path):
+    """One line when the json differs from the one `manifest` was built from (edited during the
+    run): a later stage would read ids or annotations the manifest never validated."""
+    if manifest.json_sha1 and file_digest(json_path) != manifest.json_sha1:
+        raise SegsubmitError(
+            f"{json_path}: changed since the manifest read it (sha1 {manifest.json_sha1[:12]}); "
+            "run snakemake again: the manifest and the jobs after it rerun on the new json"
+        )
 
 
 def write_manifest(manifest, manifest_path, shard_paths):

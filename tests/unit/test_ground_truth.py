@@ -1,6 +1,8 @@
 """data.category_map: a json whose category names differ from `classes` (another dataset,
 another language) is mapped by name instead of refused."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,21 @@ def test_a_category_mapped_to_background_is_not_drawn_over_the_objects_beneath(t
     paper = CLASSES.index("Paper")
     assert (mask[12:14, 12:14] == paper).all() and (mask == paper).sum() > 19 * 19
     assert set(np.unique(mask)) == {0, paper}
+
+
+def test_a_json_edited_after_the_manifest_is_refused_by_the_ground_truth(tmp_path):
+    """Edited between the manifest and the ground truth jobs: one line saying so, not a KeyError
+    on an id the manifest never saw."""
+    root = make_dataset(tmp_path / "data", {"val": 3})
+    manifest = tmp_path / "manifest.json"
+    manifest_stage(root / "val.json", root, CLASSES, manifest, [tmp_path / "0.json"])
+    coco = json.loads((root / "val.json").read_text())
+    coco["images"][0]["id"] = 999
+    for annotation in coco["annotations"]:
+        annotation["image_id"] = 999 if annotation["image_id"] == 0 else annotation["image_id"]
+    (root / "val.json").write_text(json.dumps(coco))
+    with pytest.raises(SegsubmitError, match="val.json: changed since the manifest read it") as err:
+        ground_truth_stage(root / "val.json", manifest, tmp_path / "t.npz", CLASSES, [32, 32])
+    assert "run snakemake again" in str(err.value) and "\n" not in str(err.value)
+    # shard files do not record the json: adding an image still reruns only its own shard
+    assert json.loads((tmp_path / "0.json").read_text())["json_sha1"] == ""
