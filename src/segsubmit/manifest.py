@@ -167,8 +167,8 @@ def build_manifest(
     """The `Manifest` of a COCO json: its images in json order, each resolved, hashed and
     given its shard. Categories are renamed with `category_map`; images above `max_pixels` are
     refused."""
-    json_sha1 = file_digest(json_path)
     coco = load_coco(json_path)
+    json_sha1 = file_digest(json_path)
     validate_coco(json_path, coco, class_names, category_map, max_pixels)
     root = Path(data_root).resolve()
     entries = []

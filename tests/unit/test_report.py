@@ -190,8 +190,8 @@ def all_figures(class_names, title):
 def test_user_text_is_drawn_literally():
     """Class and file names holding mathtext ($), backslashes, underscores or HTML are drawn as
     written: no figure fails (an unbalanced `$` did, after the CSV and score were written)."""
-    names = ["Back$ground", "a $x^2$ b", "odd $ one", "back\\slash", "under_score", "<b>&amp;"]
-    pngs, page = all_figures(names + CLASSES[len(names) :], "batch_01/we$ird_\\name.jpg")
+    names = ["Back$ground", "x$a_b_c$y", "$\\frac$", "back\\slash", "under_score", "<b>&amp;"]
+    pngs, page = all_figures(names + CLASSES[len(names) :], "batch_01/we$ird_\\name$.jpg")
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in pngs)
     assert "&lt;b&gt;&amp;amp;" in page and "<b>" not in page.split("<body>")[1]
 
