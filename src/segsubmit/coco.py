@@ -96,7 +96,9 @@ def _check_ids(json_path, records, section, key="id"):
     for index, record in enumerate(records):
         value, where = record[key], f"{section}[{index}].{key}"
         _require(json_path, is_int(value), where, "an integer", value)
-        _require(json_path, low <= value <= high, where, "within int64 (label files store it)", value)
+        _require(
+            json_path, low <= value <= high, where, "within int64 (label files store it)", value
+        )
 
 
 def file_name_problem(file_name):

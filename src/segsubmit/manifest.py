@@ -61,7 +61,9 @@ class Manifest:
 
     def save(self, path):
         images = [asdict(e) for e in self.images]
-        write_json(path, {"data_root": self.data_root, "json_sha1": self.json_sha1, "images": images})
+        write_json(
+            path, {"data_root": self.data_root, "json_sha1": self.json_sha1, "images": images}
+        )
 
     @classmethod
     def load(cls, path):
@@ -142,10 +144,10 @@ def image_header_problem(path):
 
 def image_fingerprint(json_path, data_root):
     """Digest of (file_name, size, mtime) of every image a COCO json lists, for the manifest
-    rule's params: a changed, added or removed image reruns the manifest (which then hashes the
-    images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
-    more than the stats); '' if the json can't be read: the manifest stage reports why (also
-for any value the json allows: this runs while the DAG is built, before validation)."""
+        rule's params: a changed, added or removed image reruns the manifest (which then hashes the
+        images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
+        more than the stats); '' if the json can't be read: the manifest stage reports why (also
+    for any value the json allows: this runs while the DAG is built, before validation)."""
     try:
         names = [image["file_name"] for image in read_json_or_none(json_path)["images"]]
     except (KeyError, TypeError, AttributeError):

@@ -482,7 +482,9 @@ def interpolation_figure(
     if not changed.any():
         where += " (nearest and bilinear agree on every pixel of every image)"
     figure.suptitle(literal(where), fontsize=9)
-    add_legend(figure, class_names, palette, [np.asarray(m)[window] for m in (truth, nearest, bilinear)])
+    add_legend(
+        figure, class_names, palette, [np.asarray(m)[window] for m in (truth, nearest, bilinear)]
+    )
     return figure
 
 

@@ -340,7 +340,9 @@ def test_a_refused_checkpoint_names_a_few_keys_and_the_likely_cause(tmp_path, wr
     weights = save_random_model(tmp_path / "model.pt")
     torch.save(wrap(torch.load(weights, weights_only=True)), tmp_path / "wrapped.pt")
     settings = model_settings(
-        "torchvision", str(tmp_path / "wrapped.pt"), options={"architecture": "lraspp_mobilenet_v3_large"}
+        "torchvision",
+        str(tmp_path / "wrapped.pt"),
+        options={"architecture": "lraspp_mobilenet_v3_large"},
     )
     with pytest.raises(SegsubmitError, match=r"\d+ missing \(backbone\.") as error:
         load_predictor(settings)

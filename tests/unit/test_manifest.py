@@ -237,7 +237,10 @@ def latin1_name(coco):
     [
         (lambda c: c["images"][0].update(id=2**63), r"images\[0\].id must be within int64"),
         (lambda c: c["images"][0].update(id=-(2**63) - 1), "within int64"),
-        (lambda c: c["categories"][0].update(id=10**30), r"categories\[0\].id must be within int64"),
+        (
+            lambda c: c["categories"][0].update(id=10**30),
+            r"categories\[0\].id must be within int64",
+        ),
         (latin1_name, r"file_name 'caf\\udce9.jpg' is not valid UTF-8 .*rename the file"),
     ],
 )

@@ -177,7 +177,9 @@ def all_figures(class_names, title):
         iou_bar_figure(scores, class_names),
         confusion_figure(scores["confusion_matrix"], class_names),
         samples_figure(samples, class_names),
-        interpolation_figure(comparison, truths[0, ::2, ::2], nearest, bilinear, title, class_names),
+        interpolation_figure(
+            comparison, truths[0, ::2, ::2], nearest, bilinear, title, class_names
+        ),
     ]
     pngs = []
     for figure in figures:
