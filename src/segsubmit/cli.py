@@ -9,9 +9,12 @@ from pathlib import Path
 from .codehash import digest_table
 from .config import default_config, default_config_yaml, with_config_table
 from .errors import SegsubmitError
-from .manifest import manifest_file_names
-from .submission import format_notes, validate_submission
+from .formats.competition_csv import format_notes
+from .manifest import Manifest
+from .plugins import FORMATS, load_plugins
+from .submission import validate_file
 
+load_plugins()
 DEFAULTS = default_config()
 
 
@@ -36,7 +39,7 @@ def parse_arguments(argv):
         "validate-submission",
         help="check header, row order vs manifest, value count and class range",
     )
-    validate.add_argument("csv", help="the submission.csv to check")
+    validate.add_argument("csv", help="the submission file to check (submission.csv, ...)")
     validate.add_argument("manifest", help="the split's results/<split>/manifest.json")
     validate.add_argument(
         "--classes",
@@ -51,6 +54,12 @@ def parse_arguments(argv):
         default=DEFAULTS["resize"]["size"],
         metavar=("H", "W"),
         help="submission map size (default: resize.size's default, %(default)s)",
+    )
+    validate.add_argument(
+        "--format",
+        default=DEFAULTS["submission"]["formats"][0],
+        choices=sorted(FORMATS),
+        help="the file's format (default: %(default)s)",
     )
     digests = commands.add_parser(
         "digests", help="rule -> rerun digest -> the package modules it covers (markdown)"
@@ -68,17 +77,18 @@ def parse_arguments(argv):
 
 
 def validate_command(arguments):
-    file_names = manifest_file_names(arguments.manifest)
-    try:
-        notes = format_notes(Path(arguments.csv).read_bytes())
-    except OSError as err:
-        raise SegsubmitError(f"{arguments.csv}: cannot read ({err.strerror})") from err
-    for note in notes:
-        print(f"note: {arguments.csv}: {note}", file=sys.stderr)
-    rows = validate_submission(
-        arguments.csv, file_names, arguments.classes, arguments.size[0] * arguments.size[1]
+    Manifest.load(arguments.manifest)  # its own message before the file's
+    if arguments.format == "competition_csv":
+        try:
+            notes = format_notes(Path(arguments.csv).read_bytes())
+        except OSError as err:
+            raise SegsubmitError(f"{arguments.csv}: cannot read ({err.strerror})") from err
+        for note in notes:
+            print(f"note: {arguments.csv}: {note}", file=sys.stderr)
+    summary = validate_file(
+        arguments.csv, arguments.manifest, arguments.format, arguments.classes, arguments.size
     )
-    print(f"valid: {arguments.csv} ({rows} rows)")
+    print(f"valid: {arguments.csv} ({summary['rows']} rows)")
 
 
 def generated_config_files(workflow):

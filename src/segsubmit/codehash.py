@@ -6,6 +6,7 @@ rule's own script."""
 import ast
 import functools
 import hashlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -70,9 +71,13 @@ def _file_imports(path, mtime_ns, size, module, package_dir):
     return frozenset(package_modules(names, Path(package_dir)))
 
 
-def import_closure(script_path, package_dir=PACKAGE_DIR):
-    """Sorted package modules a script reaches through imports, transitively."""
+def import_closure(script_path, package_dir=PACKAGE_DIR, extra_modules=()):
+    """Sorted package modules a script (and `extra_modules`: modules it imports by name, such
+    as a plug-in's declaration) reaches through imports, transitively."""
     pending = set(file_imports(script_path, package_dir=package_dir))
+    for module in extra_modules:
+        if module.split(".")[0] == PACKAGE:
+            pending.add(module)
     closure = set()
     while pending:
         module = pending.pop()
@@ -82,12 +87,19 @@ def import_closure(script_path, package_dir=PACKAGE_DIR):
     return sorted(closure)
 
 
-def script_digest(script_path, package_dir=PACKAGE_DIR):
-    """sha256 (first 16 hex) over the files of the script's import closure."""
+def script_digest(script_path, package_dir=PACKAGE_DIR, extra_modules=()):
+    """sha256 (first 16 hex) over the files of the script's import closure (with
+    `extra_modules`, see `import_closure`; one outside the package, a plug-in named in the
+    config, counts with its own file)."""
     digest = hashlib.sha256()
-    for module in import_closure(script_path, package_dir):
+    for module in import_closure(script_path, package_dir, extra_modules):
         digest.update(module.encode())
         digest.update(module_file(module, package_dir).read_bytes())
+    for module in sorted(m for m in extra_modules if m.split(".")[0] != PACKAGE):
+        spec = importlib.util.find_spec(module)
+        digest.update(module.encode())
+        if spec and spec.origin and Path(spec.origin).is_file():
+            digest.update(Path(spec.origin).read_bytes())
     return digest.hexdigest()[:16]
 
 

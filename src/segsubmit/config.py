@@ -11,15 +11,78 @@ import yaml
 from .coco import read_json_or_none
 from .errors import SegsubmitError
 from .gpus import visible_gpu_ids
+from .plugins import BACKENDS, FORMATS, backend_named, format_named, load_plugins
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEMO_SPLITS = ("train", "val", "test")
 CPU_SHARDS = 4  # `data.shards: auto` without a GPU
 
 
-def load_schema(path=SCHEMA_PATH):
-    """The config schema as a dict."""
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+def plugin_section(plugin, kind):
+    """The schema of a plug-in's own config section (`model.<backend>`, `submission.<format>`)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "default": {},
+        "description": f"settings of the {plugin.name} {kind}",
+        "properties": plugin.options,
+    }
+
+
+def load_schema(path=SCHEMA_PATH, plugin_modules=()):
+    """The config schema as a dict: the file, with the registered backends and submission
+    formats (built-in ones, installed ones and `plugin_modules`) merged in: their names as the
+    choices of `model.backend` and `submission.formats`, their options as their sections."""
+    schema = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    load_plugins(plugin_modules)
+    model = schema["properties"]["model"]["properties"]
+    model["backend"]["enum"] = sorted(BACKENDS)
+    for name, backend in sorted(BACKENDS.items()):
+        model[name] = plugin_section(backend, "backend")
+    submission = schema["properties"]["submission"]["properties"]
+    submission["formats"]["items"]["enum"] = sorted(FORMATS)
+    for name, submission_format in sorted(FORMATS.items()):
+        if submission_format.options:
+            submission[name] = plugin_section(submission_format, "submission format")
+    return schema
+
+
+MOVED_KEYS = {  # keys of earlier releases -> where they are now
+    ("model", "architecture"): "model.torchvision.architecture",
+    ("model", "config_file"): "model.detectron2.config_file",
+    ("model", "opts"): "model.detectron2.opts",
+}
+
+
+def validation_error_line(error):
+    """A jsonschema error as one line naming the key (`model.backend: 'onnx' is not one of
+    [...]`)."""
+    key = ".".join(str(part) for part in error.absolute_path) or "config"
+    return f"{key}: {error.message}"
+
+
+def validate_config(config, schema):
+    """Check `config` against `schema` (JSON Schema 2020-12), filling in every default, as
+    Snakemake's `validate` does; the first problem as one line naming its key."""
+    import jsonschema
+
+    for (section, key), new_key in MOVED_KEYS.items():
+        if isinstance(config.get(section), dict) and key in config[section]:
+            raise SegsubmitError(f"{section}.{key}: moved to {new_key}; rename it there")
+    validator_class = jsonschema.Draft202012Validator
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        for name, property_schema in properties.items():
+            if isinstance(instance, dict) and "default" in property_schema:
+                instance.setdefault(name, property_schema["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    validator = jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(config))
+    if error is not None:
+        raise SegsubmitError(f"config: {validation_error_line(error)}")
+    return config
 
 
 def schema_keys(schema, prefix=""):
@@ -56,6 +119,9 @@ def format_value(value):
     return text if isinstance(value, str) and "{" in value else text.strip('"')
 
 
+CHOICES_FROM_PLUGINS = ("model.backend", "submission.formats")
+
+
 def config_table(schema=None):
     """The markdown key table of config/README.md."""
     schema = schema or load_schema()
@@ -64,28 +130,37 @@ def config_table(schema=None):
         default = subschema["default"]
         shown = "the competition's 11" if key == "classes" else f"`{format_value(default)}`"
         meaning = " ".join(subschema["description"].split()).replace("|", "\\|")
+        choices = subschema.get("enum") or subschema.get("items", {}).get("enum")
+        if key in CHOICES_FROM_PLUGINS:
+            meaning += f" (registered: {', '.join(choices)})"
         rows.append(f"| `{key}` | {shown} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 
 def default_config_yaml(schema=None):
-    """config/config.yaml: every key at its default, each with its description as a comment."""
+    """config/config.yaml: every key at its default, each with its description as a comment;
+    a plug-in's section is nested in its parent's (`model:` -> `  torchvision:`)."""
     schema = schema or load_schema()
     lines = [
         "# segsubmit configuration: every key at its default. Generated from",
-        "# src/segsubmit/config.schema.yaml by `segsubmit config-docs --write`; do not edit by",
-        "# hand. Override keys with --configfile my.yaml (see config/README.md).",
+        "# src/segsubmit/config.schema.yaml and the plug-ins' options by",
+        "# `segsubmit config-docs --write`; do not edit by hand. Override keys with",
+        "# --configfile my.yaml (see config/README.md).",
     ]
-    section = None
+    open_sections = []
     for key, subschema in schema_keys(schema):
         *sections, name = key.split(".")
-        if sections and sections[0] != section:
-            section = sections[0]
-            lines += ["", f"{section}:"]
-        elif not sections:
-            section = None
+        shared = 0
+        while shared < min(len(sections), len(open_sections)) and (
+            sections[shared] == open_sections[shared]
+        ):
+            shared += 1
+        if not sections or shared < len(open_sections) or not open_sections:
             lines.append("")
-        indent = "  " if sections else ""
+        for depth in range(shared, len(sections)):
+            lines.append(f"{'  ' * depth}{sections[depth]}:")
+        open_sections = sections
+        indent = "  " * len(sections)
         for comment in wrap_comment(subschema["description"], 100 - len(indent) - 2):
             lines.append(f"{indent}# {comment}")
         if key == "classes":
@@ -198,9 +273,13 @@ def check_paths(config, workdir):
                     f"data.score: split {split!r} is scored but {json_path} has no annotations "
                     "(its mIoU would be against all-background truth); remove it from data.score"
                 )
-    for key in ("weights", "config_file"):
-        if config["model"][key]:
-            existing_path(f"model.{key}", config["model"][key], workdir)
+    model = config["model"]
+    backend = backend_named(model["backend"])
+    if model["weights"]:
+        existing_path("model.weights", model["weights"], workdir, backend.weights_kind)
+    for key in backend.file_options:
+        if model[backend.name][key]:
+            existing_path(f"model.{backend.name}.{key}", model[backend.name][key], workdir)
 
 
 def check_config(config, workdir=None):
@@ -220,10 +299,12 @@ def check_config(config, workdir=None):
         raise SegsubmitError(
             f"data.score: {unknown_scored} not in data.splits {splits}; list only configured splits"
         )
-    backend = config["model"]["backend"]
-    if config["model"]["weights"] is None and backend != "torchvision":
+    backend = backend_named(config["model"]["backend"])
+    if config["model"]["weights"] is None and not backend.trains_demo_model:
+        demo_backends = sorted(name for name, b in BACKENDS.items() if b.trains_demo_model)
         raise SegsubmitError(
-            f"model.weights: required for backend {backend!r} (the demo model is torchvision)"
+            f"model.weights: required for backend {backend.name!r} (the demo model is "
+            f"{'/'.join(demo_backends)})"
         )
     if config["data"]["root"] is None and not set(splits) <= set(DEMO_SPLITS):
         raise SegsubmitError(
@@ -235,11 +316,24 @@ def check_config(config, workdir=None):
         raise SegsubmitError(
             f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
         )
-    if backend == "detectron2" and not config["model"]["config_file"]:
-        raise SegsubmitError(
-            "model.config_file: the detectron2 backend needs the model's config.yaml"
+    backend.check_options(config["model"][backend.name])
+    for name in config["submission"]["formats"]:
+        format_named(name).check_options(
+            config["submission"].get(name, {}), config["classes"], config["resize"]["size"]
         )
     check_paths(config, os.getcwd() if workdir is None else workdir)
+
+
+def prepare_config(config, workdir=None):
+    """The Snakefile's start: import the config's `plugins`, build the schema, turn
+    `--config` strings into numbers, validate (defaults filled in) and check across keys; one
+    line naming the key for the first problem."""
+    plugins = config.get("plugins", [])
+    schema = load_schema(plugin_modules=plugins if isinstance(plugins, list) else ())
+    coerce_config(config, schema)
+    validate_config(config, schema)
+    check_config(config, workdir)
+    return config
 
 
 OUTPUT_CACHE_VARIABLE = "SNAKEMAKE_OUTPUT_CACHE"

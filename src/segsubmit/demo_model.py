@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .backends.torchvision_backend import build_torchvision_model
+from .backends.torchvision_model import build_torchvision_model
 from .ground_truth import load_ground_truth, rasterize_ground_truth
 from .images import decode_rgb
 

@@ -7,7 +7,7 @@ import numpy as np
 from .coco import category_class_index, load_coco, validate_coco
 from .errors import SegsubmitError
 from .labels import label_shard_writer
-from .manifest import read_manifest
+from .manifest import Manifest
 from .resize import MAPS_AT_ONCE, resize_label_maps
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,15 @@ def ground_truth_stage(
 ):
     """Stage entry: the split's annotations rasterized in manifest order, resized to `size`
     (h, w) with the submission's NEAREST rule, or kept at the images' size when `size` is None."""
-    entries = read_manifest(manifest_path)
+    entries = Manifest.load(manifest_path).images
     coco_api, class_of_category = load_ground_truth(json_path, class_names, category_map)
-    shapes = [size or (entry["height"], entry["width"]) for entry in entries]
+    shapes = [size or entry.size for entry in entries]
     with label_shard_writer(ground_truth_path, sum(h * w for h, w in shapes)) as add:
         for first in range(0, len(entries), MAPS_AT_ONCE):
             span = entries[first : first + MAPS_AT_ONCE]
-            truths = [rasterize_ground_truth(coco_api, e["id"], class_of_category) for e in span]
+            truths = [rasterize_ground_truth(coco_api, e.id, class_of_category) for e in span]
             if size is not None:
                 truths = resize_label_maps(truths, tuple(size), "albumentations")
             for entry, truth in zip(span, truths, strict=True):
-                add(entry["id"], truth)
+                add(entry.id, truth)
     log.info("ground truth: %d maps from %s", len(entries), json_path)

@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .backends import PredictorSettings, host_transform, load_predictor, resolve_device
-from .coco import load_coco
+from .backends.base import host_transform, load_predictor, probe_predictor, resolve_device
 from .errors import SegsubmitError
 from .gpus import claim_device
 from .images import decode_rgb
 from .labels import label_shard_writer
 from .logs import format_rate
+from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class ShardImages(Dataset):
 
     def load(self, position):
         entry = self.entries[position]
-        path = self.data_root / entry["path"]  # the file the manifest resolved and hashed
+        path = self.data_root / entry.path  # the file the manifest resolved and hashed
         image = decode_rgb(path, self.max_pixels)
-        expected = (entry["height"], entry["width"])
+        expected = entry.size
         if tuple(image.shape[1:]) != expected:
             raise SegsubmitError(
                 f"{path}: decoded size {image.shape[2]}x{image.shape[1]} (after EXIF rotation) "
@@ -61,7 +61,7 @@ def size_buckets(entries, batch_size):
     """Batches of positions whose images share one size, in manifest order within a size."""
     by_size = {}
     for position, entry in enumerate(entries):
-        by_size.setdefault((entry["height"], entry["width"]), []).append(position)
+        by_size.setdefault(entry.size, []).append(position)
     return [
         positions[start : start + batch_size]
         for positions in by_size.values()
@@ -104,7 +104,7 @@ def predict_with_backoff(predictor, batch, size):
 def probe_batch(predictor, transform, entry, batch_size):
     """A zero batch shaped like `batch_size` host-transformed images of `entry`'s size, on the
     device."""
-    image = torch.zeros((3, entry["height"], entry["width"]), dtype=torch.uint8)
+    image = torch.zeros((3, *entry.size), dtype=torch.uint8)
     prepared = transform(image) if transform else image
     return prepared.to(predictor.device).expand(batch_size, *prepared.shape).contiguous()
 
@@ -120,7 +120,7 @@ def largest_batch_size(predictor, transform, entry, limit=256):
         try:
             predictor.predict(
                 probe_batch(predictor, transform, entry, fits * 2),
-                (entry["height"], entry["width"]),
+                entry.size,
             )
         except torch.cuda.OutOfMemoryError:
             break
@@ -145,8 +145,7 @@ def batch_predictions(loader, entries, predictor, on_bad_image):
             raise SegsubmitError(failures[0][1])
         launched = None
         if batch is not None:
-            first = entries[positions[0]]
-            size = (first["height"], first["width"])
+            size = entries[positions[0]].size
             labels = predict_with_backoff(
                 predictor, batch.to(predictor.device, non_blocking=True), size
             )
@@ -155,8 +154,7 @@ def batch_predictions(loader, entries, predictor, on_bad_image):
             yield pending[0], finish_host_copy(pending[1]), False
         pending = launched
         for position, _ in failures:
-            entry = entries[position]
-            yield [position], [np.zeros((entry["height"], entry["width"]), np.uint8)], True
+            yield [position], [np.zeros(entries[position].size, np.uint8)], True
     if pending is not None:
         yield pending[0], finish_host_copy(pending[1]), False
 
@@ -206,7 +204,7 @@ def iter_shard_predictions(loader, entries, predictor, batch_size, workers, on_b
             if not progress.n:
                 log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
             if blank:
-                blank_files.extend(entries[position]["file_name"] for position in positions)
+                blank_files.extend(entries[position].file_name for position in positions)
             yield from zip(positions, label_maps, strict=True)
             progress.update(len(positions))
     seconds = time.perf_counter() - started
@@ -251,14 +249,14 @@ def predict_shard_to_file(
 ):
     """Stream every image's label map into `labels_path` as it is predicted (flat memory),
     with the shard's `prediction_warnings` (also logged)."""
-    total_pixels = sum(entry["height"] * entry["width"] for entry in entries)
+    total_pixels = sum(entry.height * entry.width for entry in entries)
     predictions = iter_shard_predictions(
         loader, entries, predictor, batch_size, workers, on_bad_image
     )
     warnings, uniform_classes = [], set()
     with label_shard_writer(labels_path, total_pixels, warnings) as add:
         for position, label_map in predictions:
-            add(entries[position]["id"], label_map)
+            add(entries[position].id, label_map)
             low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
             if uniform_classes is not None:
                 uniform_classes = uniform_classes | {int(low)} if low == high else None
@@ -285,51 +283,45 @@ def log_peak_memory():
     log.info("infer: peak memory %.2f GiB, largest child process %.2f GiB", own, children)
 
 
-def infer_stage(
-    shard_path,
-    labels_path,
-    backend,
-    predictor_settings,
-    batch_size,
-    workers,
-    on_bad_image,
-    max_image_pixels=None,
-):
-    """Stage entry: predict every image of a shard; write its argmax label maps.
+def infer_stage(shard_path, labels_path, model, infer):
+    """Stage entry: predict every image of a shard (`model`: `settings.ModelSettings`, `infer`:
+    `settings.InferSettings`); write its argmax label maps.
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
-    process and decode the first batches while the model is built and the GPU initialised."""
+    process and decode the first batches while the model is built and the GPU initialised.
+    The model is then run once on each image size of the shard, so that an output it cannot
+    give for one of them is refused before any image is predicted."""
     started = time.perf_counter()
-    shard = load_coco(shard_path)
-    entries, data_root = shard["images"], shard["data_root"]
-    settings = PredictorSettings(**predictor_settings)
-    claim_gpu_before_cuda(settings.device)  # held until the process ends
-    device = resolve_device(settings.device)
+    shard = Manifest.load(shard_path)
+    entries, data_root = shard.images, shard.data_root
+    claim_gpu_before_cuda(model.device)  # held until the process ends
+    device = resolve_device(model.device)
     if device.type == "cuda":
         # The main process only stacks and launches; a full intra-op thread pool there competes
         # with the decoding workers (H100, 819 images: 1.9x -> 1.3x the model floor).
         torch.set_num_threads(2)
-    transform = host_transform(backend, settings, device)
+    transform = host_transform(model, device)
+    batch_size, workers, max_pixels = infer.batch_size, infer.workers, infer.max_image_pixels
     loader = None
     if batch_size != "auto":
-        loader = shard_loader(
-            entries, data_root, transform, device, batch_size, workers, max_image_pixels
-        )
-        loader = iter(loader)  # forks the workers now
-    predictor = load_predictor(backend, settings, device)
+        loader = iter(
+            shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels)
+        )  # iter() forks the workers now
+    predictor = load_predictor(model, device)
+    probe_predictor(predictor, shard.sizes(), transform)
     log.info(
         "infer: %d images on %s with %s; model ready %.2f s after the stage started",
         len(entries),
         predictor.device,
-        backend,
+        model.backend,
         time.perf_counter() - started,
     )
     if loader is None:
         batch_size = largest_batch_size(predictor, transform, entries[0]) if entries else 1
         loader = shard_loader(
-            entries, data_root, transform, device, batch_size, workers, max_image_pixels
+            entries, data_root, transform, device, batch_size, workers, max_pixels
         )
     predict_shard_to_file(
-        loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
+        loader, entries, predictor, batch_size, workers, infer.on_bad_image, labels_path
     )
     log_peak_memory()

@@ -40,6 +40,12 @@ def use_threads(threads):
         sys.modules["cv2"].setNumThreads(threads)
 
 
+def rule_params(params, omit=("code",)):
+    """A rule's `params:` as the stage's keyword arguments (they share their names), without
+    those that exist only to rerun or key the job (`code`)."""
+    return {name: value for name, value in params.items() if name not in omit}
+
+
 def run_stage(log_path, stage, threads=None, **arguments):
     """Call `stage(**arguments)` with `threads` CPU threads (None: leave the libraries' own
     setting; a stage with a `threads` parameter also gets it). A SegsubmitError exits 1 with its

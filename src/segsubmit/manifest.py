@@ -1,10 +1,12 @@
 """Build the manifest: the validated, ordered image list of one split, split into shards."""
 
 import hashlib
+import json
 import logging
 import os
 import zlib
 from collections import Counter
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .atomic import write_json
@@ -12,6 +14,76 @@ from .coco import load_coco, read_json_or_none, safe_relative_path, validate_coc
 from .errors import SegsubmitError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One image of a split: its COCO id and file_name, `path` (the file the manifest resolved
+    and hashed, relative to the data root: the one later stages open), size, shard and sha1."""
+
+    id: int
+    file_name: str
+    path: str
+    width: int
+    height: int
+    shard: int
+    sha1: str
+
+    @property
+    def size(self):
+        """(height, width), as arrays are shaped."""
+        return self.height, self.width
+
+
+ENTRY_KEYS = tuple(item.name for item in fields(ManifestEntry))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A split's validated image list in json order (or one shard's part of it)."""
+
+    data_root: str
+    images: tuple
+
+    def file_names(self):
+        return [entry.file_name for entry in self.images]
+
+    def sizes(self):
+        """The distinct (height, width) of the images, in order of first appearance."""
+        return list(dict.fromkeys(entry.size for entry in self.images))
+
+    def shard(self, index):
+        """The entries of shard `index`, as a manifest of their own."""
+        return Manifest(self.data_root, tuple(e for e in self.images if e.shard == index))
+
+    def save(self, path):
+        write_json(path, {"data_root": self.data_root, "images": [asdict(e) for e in self.images]})
+
+    @classmethod
+    def load(cls, path):
+        """The manifest a workflow stage wrote at `path`; one line when it is missing or is
+        another kind of file (a COCO json passed by mistake)."""
+        try:
+            content = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise SegsubmitError(
+                f"{path}: manifest not found; run the workflow (its manifest rule writes "
+                "results/<split>/manifest.json) or pass that file"
+            ) from err
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SegsubmitError(f"{path}: not a readable manifest ({err})") from err
+        images = content.get("images") if isinstance(content, dict) else None
+        if not (
+            isinstance(images, list)
+            and isinstance(content.get("data_root"), str)
+            and all(isinstance(image, dict) and image.keys() == set(ENTRY_KEYS) for image in images)
+        ):
+            raise SegsubmitError(
+                f'{path}: not a segsubmit manifest (expected {{"data_root": ..., "images": '
+                f"[{{{', '.join(ENTRY_KEYS)}}}, ...]}}, found {type(content).__name__} "
+                f"{str(content)[:60]!r}); pass results/<split>/manifest.json"
+            )
+        return cls(content["data_root"], tuple(ManifestEntry(**image) for image in images))
 
 
 def shard_of(file_name, shard_count):
@@ -59,9 +131,9 @@ def image_fingerprint(json_path, data_root):
 def build_manifest(
     json_path, data_root, class_names, shard_count, category_map=None, max_pixels=None
 ):
-    """Manifest entries in json order: id, file_name, width, height, shard, sha1 and `path`,
-    the file the manifest resolved and hashed, relative to `data_root`: the one later stages
-    open. Categories are renamed with `category_map`; images above `max_pixels` are refused."""
+    """The `Manifest` of a COCO json: its images in json order, each resolved, hashed and
+    given its shard. Categories are renamed with `category_map`; images above `max_pixels` are
+    refused."""
     coco = load_coco(json_path)
     validate_coco(json_path, coco, class_names, category_map, max_pixels)
     root = Path(data_root).resolve()
@@ -69,46 +141,24 @@ def build_manifest(
     for image in coco["images"]:
         path = image_path(data_root, json_path, image["file_name"])
         entries.append(
-            {
-                "id": image["id"],
-                "file_name": image["file_name"],
-                "path": path.relative_to(root).as_posix(),
-                "width": image["width"],
-                "height": image["height"],
-                "shard": shard_of(image["file_name"], shard_count),
-                "sha1": file_digest(path),
-            }
+            ManifestEntry(
+                id=image["id"],
+                file_name=image["file_name"],
+                path=path.relative_to(root).as_posix(),
+                width=image["width"],
+                height=image["height"],
+                shard=shard_of(image["file_name"], shard_count),
+                sha1=file_digest(path),
+            )
         )
-    return entries
+    return Manifest(str(data_root), tuple(entries))
 
 
-def write_manifest(entries, manifest_path, shard_paths, data_root):
+def write_manifest(manifest, manifest_path, shard_paths):
     """Write the full manifest and one small file per shard (so shards rerun independently)."""
-    write_json(manifest_path, {"data_root": str(data_root), "images": entries})
+    manifest.save(manifest_path)
     for shard_index, shard_path in enumerate(shard_paths):
-        shard_entries = [entry for entry in entries if entry["shard"] == shard_index]
-        write_json(shard_path, {"data_root": str(data_root), "images": shard_entries})
-
-
-def read_manifest(path):
-    """The `images` list of a manifest or shard file."""
-    return load_coco(path)["images"]
-
-
-def manifest_file_names(path):
-    """The file_names of a manifest written by the workflow, in order; one line if the file is
-    shaped otherwise (e.g. a COCO json or a list passed by mistake)."""
-    manifest = load_coco(path)
-    images = manifest.get("images") if isinstance(manifest, dict) else None
-    if not isinstance(images, list) or not all(
-        isinstance(image, dict) and isinstance(image.get("file_name"), str) for image in images
-    ):
-        raise SegsubmitError(
-            f'{path}: not a segsubmit manifest (expected {{"images": [{{"file_name": ...}}, '
-            f"...]}}, found {type(manifest).__name__} {str(manifest)[:60]!r}); pass "
-            "results/<split>/manifest.json"
-        )
-    return [image["file_name"] for image in images]
+        manifest.shard(shard_index).save(shard_path)
 
 
 def manifest_stage(
@@ -122,14 +172,14 @@ def manifest_stage(
 ):
     """Stage entry: validate the COCO json and its image files (categories renamed with
     `category_map`, images up to `max_image_pixels`); write manifest + shard files."""
-    entries = build_manifest(
+    manifest = build_manifest(
         json_path, data_root, class_names, len(shard_paths), category_map, max_image_pixels
     )
-    write_manifest(entries, manifest_path, shard_paths, data_root)
-    sizes = Counter(entry["shard"] for entry in entries)
+    write_manifest(manifest, manifest_path, shard_paths)
+    sizes = Counter(entry.shard for entry in manifest.images)
     log.info(
         "manifest: %d images from %s in %d shards (sizes %s)",
-        len(entries),
+        len(manifest.images),
         json_path,
         len(shard_paths),
         [sizes[shard] for shard in range(len(shard_paths))],

@@ -11,11 +11,6 @@ from . import __version__
 
 # Distribution names whose versions decide the numbers (by the module that needs them).
 CORE_PACKAGES = ("snakemake", "numpy", "pycocotools", "opencv-python-headless", "pillow")
-BACKEND_PACKAGES = {
-    "torchvision": ("torch", "torchvision"),
-    "torchscript": ("torch",),
-    "detectron2": ("torch", "torchvision", "detectron2"),
-}
 RESIZE_PACKAGES = {"albumentations": ("albumentations",), "kornia": ("kornia", "torch")}
 
 
@@ -25,6 +20,18 @@ def file_sha256(path, chunk_size=1 << 20):
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def path_sha256(path):
+    """`file_sha256` of a file; for a folder (a `save_pretrained` model) sha256 over each file's
+    relative name and digest, in name order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{member.relative_to(path).as_posix()}\0{file_sha256(member)}\n".encode())
     return digest.hexdigest()
 
 
@@ -41,8 +48,10 @@ def package_version(name):
 
 
 def packages_for(settings):
-    """Distribution names that matter for a result made with `settings` (sorted)."""
-    names = {*CORE_PACKAGES, *BACKEND_PACKAGES.get(settings.get("model", {}).get("backend"), ())}
+    """Distribution names that matter for a result made with `settings` (sorted): the core
+    ones, the backend's (`settings["model_packages"]`, its declaration's `packages`) and the
+    resize backend's."""
+    names = {*CORE_PACKAGES, *settings.get("model_packages", ())}
     resize = settings.get("resize")
     if resize:
         names |= set(RESIZE_PACKAGES.get(resize["backend"], ()))
@@ -50,10 +59,11 @@ def packages_for(settings):
 
 
 def provenance_record(settings, file_digests, versions):
-    """The provenance dict (pure): the rule's `settings`, sha256 of each model file by role
-    ({'weights': …, 'model_config': …}) and package versions ({name: version or None})."""
+    """The provenance dict (pure): the rule's `settings` (but the package list), sha256 of
+    each model file by role ({'weights': …, 'config_file': …}) and package versions ({name:
+    version or None})."""
     return {
-        **settings,
+        **{key: value for key, value in settings.items() if key != "model_packages"},
         "files_sha256": dict(sorted(file_digests.items())),
         "packages": {"segsubmit": __version__, **dict(sorted(versions.items()))},
     }
@@ -63,6 +73,6 @@ def collect_provenance(settings, model_files):
     """`provenance_record` for `settings`, hashing `model_files` ({role: path}) and reading the
     versions installed where this job runs (under `--sdm conda`: this rule's env; a package
     absent there shows as null)."""
-    digests = {role: file_sha256(path) for role, path in model_files.items() if path}
+    digests = {role: path_sha256(path) for role, path in model_files.items() if path}
     versions = {name: package_version(name) for name in packages_for(settings)}
     return provenance_record(settings, digests, versions)

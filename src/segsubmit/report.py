@@ -14,6 +14,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .labels import LabelShard, batched, maps_in_order
+from .manifest import Manifest
 from .metrics import confusion_matrix, image_confusions, iou_per_class, scores_from_confusions
 from .resize import MAPS_AT_ONCE, resize_label_maps
 
@@ -423,8 +424,8 @@ def report_figures_stage(
     the submission size (that of `truth_path` and `resized_paths`) first."""
     import json
 
-    manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
-    entries = {entry["id"]: entry for entry in manifest["images"]}
+    manifest = Manifest.load(manifest_path)
+    entries = {entry.id: entry for entry in manifest.images}
     scores_by_size = {}
     for score_path in score_paths:
         scores = json.loads(Path(score_path).read_text(encoding="utf-8"))
@@ -460,10 +461,8 @@ def report_figures_stage(
         kind = f"worst #{rank + 1}" if rank < worst else "sample"
         samples.append(
             {
-                "title": f"{entry['file_name']}\n{kind}, mIoU {_format_iou(image_scores[index])}",
-                "image": load_image(
-                    Path(manifest["data_root"]) / entry["path"], entry["height"], entry["width"]
-                ),
+                "title": f"{entry.file_name}\n{kind}, mIoU {_format_iou(image_scores[index])}",
+                "image": load_image(Path(manifest.data_root) / entry.path, *entry.size),
                 "truth": truth_shard.read(index),
                 "prediction": next(maps_in_order([image_ids[index]], resized_paths)),
             }

@@ -9,23 +9,24 @@ from pathlib import Path
 from .atomic import atomic_path
 from .coco import read_json_or_none
 from .config import default_config, shard_count, visible_gpu_count
+from .layout import JOB_PATTERNS, JOB_PATTERNS_WILDCARDS, Layout
 from .manifest import shard_of
+from .plugins import format_named
 
 WARNING_MARK = " WARNING "  # as segsubmit.logs.LOG_FORMAT writes a warning line
 
 
-def split_outputs(results, split, shards, score_sizes):
+def split_outputs(layout, split, shards, score_sizes, formats):
     """{stage: [output paths]} of one split (scored when `score_sizes`)."""
-    base = Path(results) / split
     outputs = {
-        "manifest": [base / "manifest.json"],
-        "infer": [base / "labels" / f"{shard}.npz" for shard in shards],
-        "resize": [base / "resized" / f"{shard}.npz" for shard in shards],
-        "submission": [base / "submission.csv"],
+        "manifest": [layout.manifest(split)],
+        "infer": [layout.labels(split, shard) for shard in shards],
+        "resize": [layout.resized(split, shard) for shard in shards],
+        "submission": [layout.submission(split, format_named(f).file_name) for f in formats],
     }
     if score_sizes:
-        outputs["ground_truth"] = [base / "ground_truth" / f"{size}.npz" for size in score_sizes]
-        outputs["score"] = [base / "score" / f"{size}.json" for size in score_sizes]
+        outputs["ground_truth"] = [layout.ground_truth(split, size) for size in score_sizes]
+        outputs["score"] = [layout.score(split, size) for size in score_sizes]
     return outputs
 
 
@@ -59,45 +60,51 @@ def logged_warnings(log_paths):
     return found
 
 
-def split_logs(results, split, shards, score_sizes):
+def split_logs(layout, split, shards, score_sizes):
     """The logs of a split's jobs."""
-    logs = Path(results) / "logs"
-    paths = [logs / "manifest" / f"{split}.log", logs / "submission" / f"{split}.log"]
-    for rule in ("infer", "resize"):
-        paths += [logs / rule / split / f"{shard}.log" for shard in shards]
-    for rule in ("ground_truth", "score"):
-        paths += [logs / rule / split / f"{size}.log" for size in score_sizes]
-    return paths
+    jobs = [{"split": split}] + [{"split": split, "shard": shard} for shard in shards]
+    jobs += [{"split": split, "size": size} for size in score_sizes]
+    return [
+        layout.log(rule, pattern.format(**job))
+        for rule, pattern in JOB_PATTERNS.items()
+        for job in jobs
+        if job.keys() == set(JOB_PATTERNS_WILDCARDS[rule])
+    ]
 
 
-def split_summary(results, split, shards, score_sizes, started):
-    """Lines about one split: CSV, scores, ran/reused per stage; and its warnings."""
-    base = Path(results) / split
-    report = read_json_or_none(base / "submission.valid.json") or {}
-    csv_line = f"{split}: {base / 'submission.csv'}"
-    csv_line += f" ({report['rows']} rows, checked)" if report.get("valid") else " (not written)"
-    lines = [csv_line]
+def split_summary(layout, split, shards, score_sizes, started, formats):
+    """Lines about one split: the files, scores, ran/reused per stage; and its warnings."""
+    report_path = layout.submission_report(split)
+    report = read_json_or_none(report_path) or {}
+    files = [layout.submission(split, format_named(name).file_name) for name in formats]
+    checked = f" ({report['rows']} rows, checked)" if report.get("valid") else " (not written)"
+    lines = [f"{split}: {', '.join(files)}{checked}"]
     for size in score_sizes:
-        score = read_json_or_none(base / "score" / f"{size}.json")
+        score = read_json_or_none(layout.score(split, size))
         if score:
             lines.append(
                 f"  mIoU {score['miou']:.4f} at {size} (per-image mean "
-                f"{score['per_image_mean_miou']:.4f}; {base / 'score' / f'{size}.txt'})"
+                f"{score['per_image_mean_miou']:.4f}; {layout.score(split, size, 'txt')})"
             )
     stages = []
-    for stage, paths in split_outputs(results, split, shards, score_sizes).items():
+    outputs = split_outputs(layout, split, shards, score_sizes, formats)
+    for stage, paths in outputs.items():
         ran, reused, missing = ran_and_reused(paths, started)
         counts = [f"{ran} ran"] * bool(ran) + [f"{reused} reused"] * bool(reused)
         counts += [f"{missing} missing"] * bool(missing)
         stages.append(f"{stage} {', '.join(counts)}")
     lines.append("  " + "; ".join(stages))
-    warnings = logged_warnings(split_logs(results, split, shards, score_sizes))
-    warnings += [f"{base / 'submission.valid.json'}: {w}" for w in report.get("warnings", [])]
+    warnings = logged_warnings(split_logs(layout, split, shards, score_sizes))
+    warnings += [f"{report_path}: {w}" for w in report.get("warnings", [])]
     return lines, warnings
 
 
-def run_summary(results, splits, scored_splits, score_sizes, shards, started, failed=False):
+def run_summary(
+    results, splits, scored_splits, score_sizes, shards, started, failed=False,
+    formats=("competition_csv",),
+):  # fmt: skip
     """The end-of-run summary text (`started`: the run's start, epoch seconds)."""
+    layout = Layout(results)
     header = (
         "segsubmit: run FAILED (the failed jobs' logs are named above)"
         if failed
@@ -106,7 +113,7 @@ def run_summary(results, splits, scored_splits, score_sizes, shards, started, fa
     lines, warnings = [header], []
     for split in splits:
         sizes = score_sizes if split in scored_splits else []
-        split_lines, split_warnings = split_summary(results, split, shards, sizes, started)
+        split_lines, split_warnings = split_summary(layout, split, shards, sizes, started, formats)
         lines += split_lines
         warnings += split_warnings
     lines.append(f"warnings: {len(warnings)}" + ("" if warnings else " (none)"))
@@ -132,8 +139,9 @@ def summary_of_config(config, started, failed=False):
     score_sizes = [f"{size[0]}x{size[1]}"] + ["input"] * config["score"]["at_input_size"]
     shards = range(shard_count(data["shards"], config["model"]["device"], visible_gpu_count()))
     return run_summary(
-        config["results"], data["splits"], data["score"], score_sizes, shards, started, failed
-    )
+        config["results"], data["splits"], data["score"], score_sizes, shards, started, failed,
+        config["submission"]["formats"],
+    )  # fmt: skip
 
 
 def write_run_summary(config, started, failed=False):
@@ -141,7 +149,7 @@ def write_run_summary(config, started, failed=False):
     onsuccess/onerror; a workflow importing this one as a module calls it from its own)."""
     text = summary_of_config(config, started, failed)
     print(text, file=sys.stderr)
-    path = Path(with_defaults(config)["results"]) / "logs" / "summary.txt"
+    path = Path(Layout(with_defaults(config)["results"]).summary())
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp_path:
         tmp_path.write_text(text + "\n", encoding="utf-8")

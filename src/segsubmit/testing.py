@@ -4,6 +4,7 @@ used by the workflow's stages."""
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,11 @@ def save_random_model(path, seed=0, architecture=None, num_classes=NUM_CLASSES):
     """An untrained torchvision segmentation state dict (default: the schema's architecture)."""
     import torch
 
-    from .backends.torchvision_backend import build_torchvision_model
+    from .backends.torchvision_model import build_torchvision_model
 
     torch.manual_seed(seed)
-    model = build_torchvision_model(architecture or DEFAULTS["model"]["architecture"], num_classes)
+    architecture = architecture or DEFAULTS["model"]["torchvision"]["architecture"]
+    model = build_torchvision_model(architecture, num_classes)
     torch.save(model.state_dict(), path)
     return Path(path)
 
@@ -87,24 +89,16 @@ def write_detectron2_model(folder, configure=semantic_fpn, seed=0):
     return folder / "config.yaml", folder / "model_final.pth"
 
 
-def predictor_settings(weights, num_classes=NUM_CLASSES, **overrides):
-    """`PredictorSettings` with the schema's `model:` and `infer:` defaults, then `overrides`."""
-    from .backends import PredictorSettings
+def model_settings(weights, num_classes=NUM_CLASSES, backend="torchvision", **overrides):
+    """`ModelSettings` of `backend` with the schema's `model:` and `infer:` defaults (the
+    backend's own section too), then `overrides` (`options` merged into the section's)."""
+    from .settings import ModelSettings
 
-    model, infer = DEFAULTS["model"], DEFAULTS["infer"]
-    values = {
-        "weights": str(weights),
-        "num_classes": num_classes,
-        "device": model["device"],
-        "architecture": model["architecture"],
-        "config_file": model["config_file"] or "",
-        "opts": tuple(model["opts"]),
-        "mean": tuple(model["mean"]),
-        "std": tuple(model["std"]),
-        "precision": infer["precision"],
-        "channels_last": infer["channels_last"],
-    }
-    return PredictorSettings(**{**values, **overrides})
+    config = {**DEFAULTS, "model": {**DEFAULTS["model"], "backend": backend}}
+    config["classes"] = [str(index) for index in range(num_classes)]
+    settings = ModelSettings.from_config(config, weights)
+    options = {**settings.options, **overrides.pop("options", {})}
+    return replace(settings, options=options, **overrides)
 
 
 def predict_shard(
@@ -112,7 +106,7 @@ def predict_shard(
 ):
     """Label maps (uint8 numpy, original size) for manifest `entries`, in their order, held in
     memory (the infer stage streams them to a file instead). `transform`: the backend's host
-    transform (`segsubmit.backends.host_transform`)."""
+    transform (`segsubmit.backends.base.host_transform`)."""
     from .infer import iter_shard_predictions, largest_batch_size, shard_loader
 
     if batch_size == "auto":

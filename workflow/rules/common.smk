@@ -8,15 +8,15 @@ from segsubmit.config import (
     split_json,
     visible_gpu_count,
 )
+from segsubmit.layout import JOB_PATTERNS, Layout
 from segsubmit.manifest import image_fingerprint
+from segsubmit.plugins import backend_named, format_named
+from segsubmit.settings import InferSettings, ModelSettings, as_params
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
-INFER_ENV = (
-    "../../envs/detectron2.yaml"
-    if config["model"]["backend"] == "detectron2"
-    else "../../envs/torch.yaml"
-)
-RESULTS = config["results"]
+LAYOUT = Layout(config["results"])
+BACKEND = backend_named(config["model"]["backend"])
+INFER_ENV = f"../../envs/{BACKEND.conda_env}"
 THREADS = config["threads"]
 # `--cache`: shard predictions are shared between checkouts through $SNAKEMAKE_OUTPUT_CACHE.
 INFER_CACHED = cache_requested(workflow.workflow_settings.cache, "infer")
@@ -24,15 +24,12 @@ if INFER_CACHED:
     check_output_cache(os.environ)
 
 
-def code_digest(script):
-    """Digest of the package modules `workflow/scripts/<script>` reaches through its imports:
-    editing any of them reruns the rule, editing any other module does not."""
-    return script_digest(os.path.join(SCRIPTS_DIR, script))
-
-
-def result(path):
-    """`path` under the configured results folder."""
-    return os.path.join(RESULTS, path)
+def code_digest(script, plugins=()):
+    """Digest of the package modules `workflow/scripts/<script>` reaches through its imports,
+    and of the plug-ins it loads by name (`plugins`: their declaration classes): editing any of
+    them reruns the rule, editing any other module does not."""
+    modules = [plugin.__module__ for plugin in plugins]
+    return script_digest(os.path.join(SCRIPTS_DIR, script), extra_modules=modules)
 
 
 CLASSES = config["classes"]
@@ -60,9 +57,11 @@ def resolved_shard_count():
 SHARDS = list(range(resolved_shard_count()))
 USE_DEMO_DATA = config["data"]["root"] is None
 USE_DEMO_MODEL = config["model"]["weights"] is None
-DEMO_ROOT = result("demo/data")
+DEMO_ROOT = LAYOUT.demo_data()
 DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
-WEIGHTS = result("demo/model.pt") if USE_DEMO_MODEL else config["model"]["weights"]
+WEIGHTS = LAYOUT.demo_model() if USE_DEMO_MODEL else config["model"]["weights"]
+MODEL = ModelSettings.from_config(config, WEIGHTS)
+FORMATS = [format_named(name) for name in config["submission"]["formats"]]
 
 
 wildcard_constraints:
@@ -95,11 +94,8 @@ def images_fingerprint(wildcards):
 
 
 def model_inputs(wildcards):
-    """Model files: weights, plus the detectron2 config file when used."""
-    inputs = {"weights": WEIGHTS}
-    if config["model"]["config_file"]:
-        inputs["model_config"] = config["model"]["config_file"]
-    return inputs
+    """Model files: the weights (a file or a folder) and the backend's file options."""
+    return MODEL.files()
 
 
 def parse_size_name(size_name):
@@ -107,52 +103,59 @@ def parse_size_name(size_name):
     return None if size_name == "input" else [int(v) for v in size_name.split("x")]
 
 
-def benchmark_path(rule_name, pattern):
+def benchmark_path(rule_name, pattern=None):
     """Snakemake's per-job benchmark file (wall time, memory) of a rule's job."""
-    return result(f"benchmarks/{rule_name}/{pattern}.tsv")
+    return LAYOUT.benchmark(rule_name, pattern or JOB_PATTERNS[rule_name])
 
 
-def log_path(rule_name, pattern):
+def log_path(rule_name, pattern=None):
     """Log file of a rule's job."""
-    return result(f"logs/{rule_name}/{pattern}.log")
+    return LAYOUT.log(rule_name, pattern or JOB_PATTERNS[rule_name])
 
 
-def model_provenance():
-    """The model settings that decide the predictions (for `provenance` params)."""
-    model, infer = config["model"], config["infer"]
-    backend = model["backend"]
-    settings = {
-        "backend": backend,
-        "weights": WEIGHTS,
-        "device": model["device"],
-        "precision": infer["precision"],
-        "channels_last": infer["channels_last"],
-    }
-    if backend == "detectron2":
-        settings.update(config_file=model["config_file"], opts=model["opts"])
-    else:
-        settings.update(mean=model["mean"], std=model["std"])
-    if backend == "torchvision":
-        settings["architecture"] = model["architecture"]
-    return settings
+RULE_PLUGINS = {"infer": [BACKEND], "submission": FORMATS}  # loaded by name in these jobs
+
+
+def rule_digest(rule):
+    """`code_digest` of a rule's script and the plug-ins its job loads."""
+    return code_digest(f"{rule}.py", RULE_PLUGINS.get(rule, ()))
 
 
 def provenance_settings(rules, size_name=None):
     """What a score or submission records about what made it: model settings, resize (not for
     the input-size score), classes, size and the code digests of `rules` (their scripts).
     """
-    settings = {"model": model_provenance(), "classes": CLASSES}
+    settings = {
+        "model": MODEL.provenance(),
+        "model_packages": list(BACKEND.packages),
+        "classes": CLASSES,
+    }
     if size_name != "input":
         settings["resize"] = {
             key: config["resize"][key] for key in ("backend", "interpolation", "size")
         }
     if size_name is not None:
         settings["size"] = size_name
-    settings["code"] = {rule: code_digest(f"{rule}.py") for rule in rules}
+    settings["code"] = {rule: rule_digest(rule) for rule in rules}
     return settings
 
 
 def scored_label_maps(wildcards):
     """The maps a score is computed on: resized to the submission size, or at input size."""
-    folder = "labels" if wildcards.size == "input" else "resized"
-    return expand(result(f"{wildcards.split}/{folder}/{{shard}}.npz"), shard=SHARDS)
+    maps = LAYOUT.labels if wildcards.size == "input" else LAYOUT.resized
+    return [maps(wildcards.split, shard) for shard in SHARDS]
+
+
+def shard_outputs(maps, split="{split}"):
+    """`maps` (a `Layout` method: labels, resized) of every shard of `split`."""
+    return [maps(split, shard) for shard in SHARDS]
+
+
+def submission_files(split="{split}"):
+    """{format name: path} of the configured submission formats' files of `split`."""
+    return {fmt.name: LAYOUT.submission(split, fmt.file_name) for fmt in FORMATS}
+
+
+INFER_CACHE = "omit-software" if INFER_CACHED else False
+# Snakemake refuses `benchmark:` on a cached rule: a `--cache` run's infer jobs have none.
+INFER_BENCHMARK = None if INFER_CACHED else benchmark_path("infer")

@@ -18,8 +18,8 @@ rule demo_dataset:
         counts=config["demo"]["images"],
         seed=config["demo"]["seed"],
         image_size=config["demo"]["image_size"],
-        classes=CLASSES,
-        code=code_digest("demo_dataset.py"),
+        class_names=CLASSES,
+        code=rule_digest("demo_dataset"),
     script:
         "../scripts/demo_dataset.py"
 
@@ -28,7 +28,7 @@ rule demo_model:
     input:
         data=DEMO_ROOT,
     output:
-        result("demo/model.pt"),
+        LAYOUT.demo_model(),
     log:
         log_path("demo_model", "demo"),
     benchmark:
@@ -41,13 +41,13 @@ rule demo_model:
         mem_mb=4000,
         runtime=30,
     params:
-        architecture=config["model"]["architecture"],
+        architecture=config["model"]["torchvision"]["architecture"],
         steps=config["demo"]["train_steps"],
         crop=config["demo"]["crop"],
         seed=config["demo"]["seed"],
-        classes=CLASSES,
+        class_names=CLASSES,
         mean=config["model"]["mean"],
         std=config["model"]["std"],
-        code=code_digest("demo_model.py"),
+        code=rule_digest("demo_model"),
     script:
         "../scripts/demo_model.py"

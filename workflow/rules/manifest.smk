@@ -9,12 +9,12 @@ checkpoint manifest:
     input:
         unpack(dataset_inputs),
     output:
-        manifest=result("{split}/manifest.json"),
-        shards=expand(result("{{split}}/shards/{shard}.json"), shard=SHARDS),
+        manifest=LAYOUT.manifest("{split}"),
+        shards=shard_outputs(LAYOUT.shard),
     log:
-        log_path("manifest", "{split}"),
+        log_path("manifest"),
     benchmark:
-        benchmark_path("manifest", "{split}")
+        benchmark_path("manifest")
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -22,14 +22,14 @@ checkpoint manifest:
         mem_mb=2000,
         runtime=30,
     params:
-        coco=lambda wildcards: coco_json(wildcards.split),
+        json_path=lambda wildcards: coco_json(wildcards.split),
         images=images_fingerprint,
         data_root=DATA_ROOT,
-        classes=CLASSES,
+        class_names=CLASSES,
         category_map=config["data"]["category_map"],
         max_image_pixels=config["infer"]["max_image_pixels"],
         shards=len(SHARDS),  # in the infer cache key (through this job's provenance hash)
-        code=code_digest("manifest.py"),
+        code=rule_digest("manifest"),
     script:
         "../scripts/manifest.py"
 

@@ -6,50 +6,50 @@ overlays and the nearest-vs-bilinear panel; once: the per-rule runtimes."""
 rule report_figures:
     input:
         manifest=manifest_file,
-        scores=expand(result("{{split}}/score/{size}.json"), size=SCORE_SIZES),
-        truth=result(f"{{split}}/ground_truth/{SUBMISSION_SIZE}.npz"),
-        resized=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
-        labels=expand(result("{{split}}/labels/{shard}.npz"), shard=SHARDS),
+        scores=[LAYOUT.score("{split}", size) for size in SCORE_SIZES],
+        truth=LAYOUT.ground_truth("{split}", SUBMISSION_SIZE),
+        resized=shard_outputs(LAYOUT.resized),
+        labels=shard_outputs(LAYOUT.labels),
     output:
         scores=report(
-            result("{split}/report/scores.html"),
+            LAYOUT.split_report("{split}", "scores.html"),
             caption="../report/scores.rst",
             category="1. Scores",
             subcategory="{split}",
             labels={"split": "{split}", "figure": "scores"},
         ),
         iou=report(
-            result("{split}/report/per_class_iou.png"),
+            LAYOUT.split_report("{split}", "per_class_iou.png"),
             caption="../report/per_class_iou.rst",
             category="1. Scores",
             subcategory="{split}",
             labels={"split": "{split}", "figure": "per_class_iou"},
         ),
         confusion=report(
-            result("{split}/report/confusion.png"),
+            LAYOUT.split_report("{split}", "confusion.png"),
             caption="../report/confusion.rst",
             category="1. Scores",
             subcategory="{split}",
             labels={"split": "{split}", "figure": "confusion"},
         ),
         samples=report(
-            result("{split}/report/samples.png"),
+            LAYOUT.split_report("{split}", "samples.png"),
             caption="../report/samples.rst",
             category="2. Predictions",
             subcategory="{split}",
             labels={"split": "{split}", "figure": "samples"},
         ),
         interpolation=report(
-            result("{split}/report/nearest_vs_bilinear.png"),
+            LAYOUT.split_report("{split}", "nearest_vs_bilinear.png"),
             caption="../report/nearest_vs_bilinear.rst",
             category="3. Resizing",
             subcategory="{split}",
             labels={"split": "{split}", "figure": "nearest_vs_bilinear"},
         ),
     log:
-        log_path("report_figures", "{split}"),
+        log_path("report_figures"),
     benchmark:
-        benchmark_path("report_figures", "{split}")
+        benchmark_path("report_figures")
     conda:
         "../../envs/report.yaml"
     threads: 1
@@ -57,8 +57,8 @@ rule report_figures:
         mem_mb=4000,
         runtime=30,
     params:
-        classes=CLASSES,
-        code=code_digest("report.py"),
+        class_names=CLASSES,
+        code=rule_digest("report"),
     script:
         "../scripts/report.py"
 
@@ -66,11 +66,11 @@ rule report_figures:
 rule report_runtimes:
     input:
         # runs last, so that the benchmark files of the jobs before it exist
-        expand(result("{split}/submission.valid.json"), split=SPLITS),
-        expand(result("{split}/report/scores.html"), split=SCORED_SPLITS),
+        [LAYOUT.submission_report(split) for split in SPLITS],
+        [LAYOUT.split_report(split, "scores.html") for split in SCORED_SPLITS],
     output:
         report(
-            result("report/runtimes.png"),
+            LAYOUT.runtimes_figure(),
             caption="../report/runtimes.rst",
             category="4. Runtimes",
         ),
@@ -85,7 +85,7 @@ rule report_runtimes:
         mem_mb=2000,
         runtime=15,
     params:
-        benchmarks=result("benchmarks"),
-        code=code_digest("report_runtimes.py"),
+        benchmark_root=LAYOUT.benchmarks(),
+        code=rule_digest("report_runtimes"),
     script:
         "../scripts/report_runtimes.py"

@@ -3,13 +3,13 @@
 
 rule resize:
     input:
-        after_manifest(result("{split}/labels/{shard}.npz")),
+        after_manifest(LAYOUT.labels("{split}", "{shard}")),
     output:
-        result("{split}/resized/{shard}.npz"),
+        LAYOUT.resized("{split}", "{shard}"),
     log:
-        log_path("resize", "{split}/{shard}"),
+        log_path("resize"),
     benchmark:
-        benchmark_path("resize", "{split}/{shard}")
+        benchmark_path("resize")
     conda:
         "../../envs/torch.yaml"
     # One thread: a nearest resize of one shard is memory-bound; shards run side by side.
@@ -22,6 +22,6 @@ rule resize:
         size=config["resize"]["size"],
         interpolation=config["resize"]["interpolation"],
         allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
-        code=code_digest("resize.py"),
+        code=rule_digest("resize"),
     script:
         "../scripts/resize.py"

@@ -8,11 +8,11 @@ rule ground_truth:
         unpack(dataset_inputs),
         manifest=manifest_file,
     output:
-        result("{split}/ground_truth/{size}.npz"),
+        LAYOUT.ground_truth("{split}", "{size}"),
     log:
-        log_path("ground_truth", "{split}/{size}"),
+        log_path("ground_truth"),
     benchmark:
-        benchmark_path("ground_truth", "{split}/{size}")
+        benchmark_path("ground_truth")
     conda:
         "../../envs/core.yaml"
     threads: THREADS
@@ -20,11 +20,11 @@ rule ground_truth:
         mem_mb=8000,
         runtime=30,
     params:
-        coco=lambda wildcards: coco_json(wildcards.split),
-        classes=CLASSES,
+        json_path=lambda wildcards: coco_json(wildcards.split),
+        class_names=CLASSES,
         category_map=config["data"]["category_map"],
         size=lambda wildcards: parse_size_name(wildcards.size),
-        code=code_digest("ground_truth.py"),
+        code=rule_digest("ground_truth"),
     script:
         "../scripts/ground_truth.py"
 
@@ -32,15 +32,15 @@ rule ground_truth:
 rule score:
     input:
         unpack(model_inputs),
-        truth=result("{split}/ground_truth/{size}.npz"),
+        truth=LAYOUT.ground_truth("{split}", "{size}"),
         labels=scored_label_maps,
     output:
-        score=result("{split}/score/{size}.json"),
-        table=result("{split}/score/{size}.txt"),
+        score=LAYOUT.score("{split}", "{size}"),
+        table=LAYOUT.score("{split}", "{size}", "txt"),
     log:
-        log_path("score", "{split}/{size}"),
+        log_path("score"),
     benchmark:
-        benchmark_path("score", "{split}/{size}")
+        benchmark_path("score")
     wildcard_constraints:
         size="|".join(SCORE_SIZES),
     conda:
@@ -50,14 +50,15 @@ rule score:
         mem_mb=8000,
         runtime=30,
     params:
-        classes=CLASSES,
+        class_names=CLASSES,
         size_name="{size}",
-        provenance=lambda wildcards: provenance_settings(
+        model_files=MODEL.files(),
+        provenance_settings=lambda wildcards: provenance_settings(
             ["manifest", "infer"]
             + ([] if wildcards.size == "input" else ["resize"])
             + ["ground_truth", "score"],
             wildcards.size,
         ),
-        code=code_digest("score.py"),
+        code=rule_digest("score"),
     script:
         "../scripts/score.py"

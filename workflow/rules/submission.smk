@@ -1,19 +1,20 @@
-"""submission: submission.csv in manifest order, then a re-read check of the finished file (in
-the same job: one process start fewer on the run's critical path)."""
+"""submission: each configured format's file (submission.formats) in manifest order, each
+re-read and checked before its final name (in the same job: one process start fewer on the
+run's critical path), then submission.valid.json."""
 
 
 rule submission:
     input:
         unpack(model_inputs),
         manifest=manifest_file,
-        resized=expand(result("{{split}}/resized/{shard}.npz"), shard=SHARDS),
+        resized=shard_outputs(LAYOUT.resized),
     output:
-        csv=result("{split}/submission.csv"),
-        report=result("{split}/submission.valid.json"),
+        **submission_files(),
+        report=LAYOUT.submission_report("{split}"),
     log:
-        log_path("submission", "{split}"),
+        log_path("submission"),
     benchmark:
-        benchmark_path("submission", "{split}")
+        benchmark_path("submission")
     conda:
         "../../envs/core.yaml"
     threads: THREADS
@@ -21,9 +22,14 @@ rule submission:
         mem_mb=8000,
         runtime=60,
     params:
-        num_classes=len(CLASSES),
+        class_names=CLASSES,
         size=config["resize"]["size"],
-        provenance=provenance_settings(["manifest", "infer", "resize", "submission"]),
-        code=code_digest("submission.py"),
+        formats=[fmt.name for fmt in FORMATS],
+        submission_options=config["submission"],
+        model_files=MODEL.files(),
+        provenance_settings=provenance_settings(
+            ["manifest", "infer", "resize", "submission"]
+        ),
+        code=rule_digest("submission"),
     script:
         "../scripts/submission.py"

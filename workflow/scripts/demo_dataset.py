@@ -1,6 +1,6 @@
 """Rule demo_dataset: generate the synthetic demo dataset."""
 
-from segsubmit.logs import run_stage
+from segsubmit.logs import rule_params, run_stage
 from segsubmit.synthetic import demo_dataset_stage
 
 run_stage(
@@ -8,8 +8,5 @@ run_stage(
     demo_dataset_stage,
     threads=snakemake.threads,
     data_root=snakemake.output[0],
-    counts=snakemake.params.counts,
-    seed=snakemake.params.seed,
-    image_size=snakemake.params.image_size,
-    class_names=snakemake.params.classes,
+    **rule_params(snakemake.params),
 )

@@ -2,6 +2,7 @@
 
 from segsubmit.infer import infer_stage
 from segsubmit.logs import run_stage
+from segsubmit.settings import InferSettings, ModelSettings, from_params
 
 run_stage(
     snakemake.log[0],
@@ -9,14 +10,6 @@ run_stage(
     threads=snakemake.threads,
     shard_path=snakemake.input.shard,
     labels_path=snakemake.output[0],
-    backend=snakemake.params.backend,
-    predictor_settings={
-        **snakemake.params.settings,
-        "weights": snakemake.input.weights,
-        "config_file": snakemake.input.get("model_config", ""),
-    },
-    batch_size=snakemake.params.batch_size,
-    workers=snakemake.params.workers,
-    on_bad_image=snakemake.params.on_bad_image,
-    max_image_pixels=snakemake.params.max_image_pixels,
+    model=from_params(ModelSettings, snakemake.params.model),
+    infer=from_params(InferSettings, snakemake.params.infer),
 )

@@ -1,6 +1,6 @@
 """Rule report_figures: a scored split's score table and figures for `snakemake --report`."""
 
-from segsubmit.logs import run_stage
+from segsubmit.logs import rule_params, run_stage
 from segsubmit.report import report_figures_stage
 
 run_stage(
@@ -12,6 +12,6 @@ run_stage(
     truth_path=snakemake.input.truth,
     resized_paths=snakemake.input.resized,
     label_paths=snakemake.input.labels,
-    class_names=snakemake.params.classes,
     outputs=dict(snakemake.output.items()),
+    **rule_params(snakemake.params),
 )

@@ -1,6 +1,6 @@
 """Rule submission: write submission.csv, then re-read and check the finished file."""
 
-from segsubmit.logs import run_stage
+from segsubmit.logs import rule_params, run_stage
 from segsubmit.submission import submission_stage
 
 run_stage(
@@ -9,13 +9,7 @@ run_stage(
     threads=snakemake.threads,
     manifest_path=snakemake.input.manifest,
     resized_paths=snakemake.input.resized,
-    csv_path=snakemake.output.csv,
+    outputs={name: snakemake.output[name] for name in snakemake.params.formats},
     report_path=snakemake.output.report,
-    num_classes=snakemake.params.num_classes,
-    size=snakemake.params.size,
-    provenance_settings=snakemake.params.provenance,
-    model_files={
-        "weights": snakemake.input.weights,
-        "model_config": snakemake.input.get("model_config"),
-    },
+    **rule_params(snakemake.params, omit=("code", "formats")),
 )

@@ -1,31 +1,14 @@
-"""What every backend shares: settings, device choice, precision, the predictor interface and
-the registry of backends (name -> `Backend` class)."""
+"""What every backend's implementation shares: device choice, precision, checkpoints, the
+predictor interface and the check of a model's output (the declarations and their registry
+are in `segsubmit.plugins`)."""
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 
 from ..errors import SegsubmitError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class PredictorSettings:
-    """Everything a backend needs to build its model, from the validated `model:` and `infer:`
-    config (`segsubmit.testing.predictor_settings` fills the schema's defaults)."""
-
-    weights: str
-    num_classes: int
-    device: str
-    architecture: str
-    config_file: str
-    opts: tuple
-    mean: tuple
-    std: tuple
-    precision: str
-    channels_last: bool
 
 
 def resolve_device(name):
@@ -82,11 +65,13 @@ class Predictor:
     """
 
     nonfinite = 0
+    output_keys = ("out", "logits")  # where a dict output holds the logits (see model_logits)
 
-    def __init__(self, device, num_classes, precision):
+    def __init__(self, device, num_classes, precision, source="model.weights"):
         self.device = device
         self.num_classes = num_classes
         self.precision = precision
+        self.source = source  # what an error about the model's output names
 
     def logits(self, batch):
         raise NotImplementedError
@@ -98,7 +83,8 @@ class Predictor:
     def predict_prepared(self, prepared, size):
         """Argmax labels at `size`, uint8, on the device."""
         with autocast_context(self.device, self.precision):
-            scores = self.logits(prepared)
+            scores = model_logits(self.logits(prepared), self.output_keys, self.source)
+        check_logits(scores, len(prepared), self.num_classes, self.source)
         if tuple(scores.shape[-2:]) != tuple(size):
             scores = torch.nn.functional.interpolate(
                 scores.float(), size=tuple(size), mode="bilinear", align_corners=False
@@ -120,7 +106,7 @@ class NormalizedModelPredictor(Predictor):
     """A torch module fed images scaled to [0, 1] and normalized by mean/std on the device."""
 
     def __init__(self, module, settings, device):
-        super().__init__(device, settings.num_classes, settings.precision)
+        super().__init__(device, settings.num_classes, settings.precision, settings.weights)
         self.channels_last = settings.channels_last
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.module = module.eval().to(device, memory_format=memory_format)
@@ -131,8 +117,7 @@ class NormalizedModelPredictor(Predictor):
         batch = (images.float() - self.mean) / self.std
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        output = self.module(batch)
-        return output["out"] if isinstance(output, dict) else output
+        return self.module(batch)
 
 
 def check_class_count(source, found, expected):
@@ -144,32 +129,85 @@ def check_class_count(source, found, expected):
         )
 
 
-BACKENDS = {}
+def model_logits(output, keys, source):
+    """The logits in a model's raw output: a tensor as it is; a dict's first key of `keys`
+    (torchvision's "out"); a tuple or list's first element (the main head before auxiliary
+    ones); an object's `.logits` (Hugging Face outputs). Anything else: one line naming what
+    came back."""
+    if isinstance(output, dict):
+        for key in keys:
+            if key in output:
+                return output[key]
+        raise SegsubmitError(
+            f"{source}: the model returns a dict with keys {sorted(map(str, output))[:8]}, none "
+            f"of {list(keys)}; return the logits tensor (N, C, H, W) or put it under "
+            f"{keys[0]!r}"
+        )
+    if isinstance(output, tuple | list):
+        if not output:
+            raise SegsubmitError(f"{source}: the model returns an empty {type(output).__name__}")
+        return model_logits(output[0], keys, source)
+    if not isinstance(output, torch.Tensor) and isinstance(
+        getattr(output, "logits", None), torch.Tensor
+    ):
+        return output.logits
+    return output
 
 
-def register_backend(name):
-    """Class decorator: make a `Backend` subclass available as `model.backend: name`."""
+def check_logits(scores, batch_size, num_classes, source):
+    """One line when `scores` are not (N, C, H, W) float logits for `num_classes` classes:
+    another type, integer label maps, another rank, channels last, another class count."""
+    if not isinstance(scores, torch.Tensor):
+        raise SegsubmitError(
+            f"{source}: the model returns {type(scores).__name__}, not a logits tensor (N, C, H, W)"
+        )
+    shape = tuple(scores.shape)
+    if not scores.is_floating_point():
+        raise SegsubmitError(
+            f"{source}: the model returns {scores.dtype} values of shape {shape}: label maps, "
+            "not per-class logits; return the logits (N, C, H, W) before argmax"
+        )
+    if scores.ndim != 4 or shape[0] != batch_size:
+        raise SegsubmitError(
+            f"{source}: the model returns shape {shape} for {batch_size} images; expected "
+            f"logits (N={batch_size}, C={num_classes}, H, W)"
+        )
+    if shape[1] != num_classes and shape[3] == num_classes:
+        raise SegsubmitError(
+            f"{source}: the model returns shape {shape}: channels last (N, H, W, C); return "
+            "(N, C, H, W) logits (e.g. .permute(0, 3, 1, 2))"
+        )
+    check_class_count(source, shape[1], num_classes)
 
-    def register(backend_class):
-        BACKENDS[name] = backend_class
-        return backend_class
 
-    return register
+def probe_predictor(predictor, sizes, transform=None):
+    """Run `predictor` once on a zero image of each (height, width) in `sizes` (after the
+    backend's host `transform`), so that a model whose output is not usable logits, or that
+    fails on one of the sizes, is refused in one line before any image is decoded."""
+    for height, width in sizes:
+        image = torch.zeros((3, height, width), dtype=torch.uint8)
+        batch = (transform(image) if transform else image)[None].to(predictor.device)
+        try:
+            labels = predictor.predict(batch, (height, width))
+        except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise SegsubmitError(
+                f"{predictor.source}: the model fails on {width}x{height} images "
+                f"({type(err).__name__}: {message[:200]}); check that it takes this size"
+            ) from err
+        if tuple(labels.shape) != (1, height, width):
+            raise SegsubmitError(
+                f"{predictor.source}: the model's maps for {width}x{height} images come out "
+                f"{tuple(labels.shape)}"
+            )
 
 
-class Backend:
-    """A model backend: how to build its `Predictor`, and what DataLoader workers do to each
-    decoded image before batching (its host transform)."""
+def load_predictor(settings, device=None):
+    """The `Predictor` of `settings.backend` (a `settings.ModelSettings`) on `device` (default:
+    `resolve_device(settings.device)`)."""
+    return settings.declaration.load(settings, device or resolve_device(settings.device))
 
-    @staticmethod
-    def host_transform(settings, device):
-        """None, or a picklable callable run in the DataLoader workers on each decoded uint8 RGB
-        image (3, H, W), returning the uint8 tensor `Predictor.model_input` expects. Images of
-        one original size must come out with one shape (batches are bucketed by original size).
-        Known from the settings alone, so workers can decode while the model loads."""
-        return None
 
-    @staticmethod
-    def load(settings, device):
-        """The backend's `Predictor` on `device`."""
-        raise NotImplementedError
+def host_transform(settings, device):
+    """What the backend's DataLoader workers do to each decoded image (see `plugins.Backend`)."""
+    return settings.declaration.host_transform(settings, device)

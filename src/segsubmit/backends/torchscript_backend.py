@@ -1,30 +1,16 @@
-"""TorchScript modules: `torch.jit.load(weights)`, fed normalized float images."""
+"""TorchScript modules (`torch.jit.save`d) taking images normalised by `model.mean/std`,
+returning logits, `{"out": logits}` or a tuple whose first element is the logits."""
 
-import torch
-
-from ..errors import SegsubmitError
-from .base import Backend, NormalizedModelPredictor, check_class_count, register_backend
+from ..plugins import Backend, register_backend
 
 
-@register_backend("torchscript")
+@register_backend
 class TorchscriptBackend(Backend):
+    name = "torchscript"
+    uses_normalisation = True
+
     @staticmethod
     def load(settings, device):
+        from .torchscript_model import load_torchscript
+
         return load_torchscript(settings, device)
-
-
-def load_torchscript(settings, device):
-    """Predictor for a scripted/traced module; its class count is checked on a tiny input."""
-    try:
-        module = torch.jit.load(settings.weights, map_location="cpu")
-    except (RuntimeError, ValueError) as err:
-        raise SegsubmitError(
-            f"{settings.weights}: not a TorchScript file ({err.__class__.__name__}); "
-            "save with torch.jit.save(torch.jit.script(model), path)"
-        ) from err
-    predictor = NormalizedModelPredictor(module, settings, device)
-    probe = torch.zeros((1, 3, 64, 64), dtype=torch.uint8, device=device)
-    with torch.inference_mode():
-        found_classes = predictor.logits(probe).shape[1]
-    check_class_count(settings.weights, found_classes, settings.num_classes)
-    return predictor

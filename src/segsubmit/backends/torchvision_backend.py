@@ -1,42 +1,25 @@
-"""torchvision segmentation architectures (`torchvision.models.get_model` names) + a state dict."""
+"""torchvision segmentation architectures (`torchvision.models.get_model` names) + a state dict
+(`torch.save(model.state_dict(), path)`; `{"model": state_dict}` works too)."""
 
-import torchvision
-
-from ..errors import SegsubmitError
-from .base import Backend, NormalizedModelPredictor, load_state_dict, register_backend
+from ..plugins import Backend, register_backend
 
 
-def build_torchvision_model(architecture, num_classes):
-    """An untrained torchvision segmentation model with `num_classes` outputs."""
-    segmentation_models = torchvision.models.list_models(module=torchvision.models.segmentation)
-    if architecture not in segmentation_models:
-        raise SegsubmitError(
-            f"model.architecture: {architecture!r} is not a torchvision segmentation model; "
-            f"choose one of {', '.join(segmentation_models)}"
-        )
-    return torchvision.models.get_model(
-        architecture, weights=None, weights_backbone=None, num_classes=num_classes
-    )
-
-
-@register_backend("torchvision")
+@register_backend
 class TorchvisionBackend(Backend):
+    name = "torchvision"
+    options = {
+        "architecture": {
+            "type": "string",
+            "default": "lraspp_mobilenet_v3_large",
+            "description": "a torchvision.models.segmentation name (the demo model's too)",
+        }
+    }
+    uses_normalisation = True
+    trains_demo_model = True
+    packages = ("torch", "torchvision")
+
     @staticmethod
     def load(settings, device):
+        from .torchvision_model import load_torchvision
+
         return load_torchvision(settings, device)
-
-
-def load_torchvision(settings, device):
-    """Predictor for `settings.architecture` with `settings.weights` loaded strictly."""
-    model = build_torchvision_model(settings.architecture, settings.num_classes)
-    state_dict = load_state_dict(settings.weights)
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith("aux_classifier.")}
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        first_problem = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise SegsubmitError(
-            f"{settings.weights}: weights do not fit {settings.architecture} with "
-            f"{settings.num_classes} classes ({first_problem})"
-        ) from err
-    return NormalizedModelPredictor(model, settings, device)

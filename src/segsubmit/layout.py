@@ -1,0 +1,86 @@
+"""Where every output lives under the `results` folder: the one place the rules (`.smk`
+files), the end-of-run summary and the report take their paths from. Arguments may be values
+(`layout.labels("val", 0)`) or Snakemake wildcard patterns (`layout.labels("{split}",
+"{shard}")`)."""
+
+import os
+from dataclasses import dataclass
+
+SUBMISSION_REPORT = "submission.valid.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    results: str
+
+    def path(self, *parts):
+        return os.path.join(self.results, *(str(part) for part in parts))
+
+    # the embedded default
+    def demo_data(self):
+        return self.path("demo", "data")
+
+    def demo_model(self):
+        return self.path("demo", "model.pt")
+
+    # per split
+    def manifest(self, split):
+        return self.path(split, "manifest.json")
+
+    def shard(self, split, shard):
+        return self.path(split, "shards", f"{shard}.json")
+
+    def labels(self, split, shard):
+        """Argmax maps at the images' own size (the infer stage's output)."""
+        return self.path(split, "labels", f"{shard}.npz")
+
+    def resized(self, split, shard):
+        return self.path(split, "resized", f"{shard}.npz")
+
+    def submission(self, split, file_name):
+        """A submission file (its format's `file_name`)."""
+        return self.path(split, file_name)
+
+    def submission_report(self, split):
+        return self.path(split, SUBMISSION_REPORT)
+
+    def ground_truth(self, split, size):
+        return self.path(split, "ground_truth", f"{size}.npz")
+
+    def score(self, split, size, suffix="json"):
+        return self.path(split, "score", f"{size}.{suffix}")
+
+    def split_report(self, split, name):
+        return self.path(split, "report", name)
+
+    def runtimes_figure(self):
+        return self.path("report", "runtimes.png")
+
+    # per job
+    def log(self, rule, pattern):
+        return self.path("logs", rule, f"{pattern}.log")
+
+    def benchmark(self, rule, pattern):
+        return self.path("benchmarks", rule, f"{pattern}.tsv")
+
+    def benchmarks(self):
+        return self.path("benchmarks")
+
+    def summary(self):
+        return self.path("logs", "summary.txt")
+
+
+# The job pattern (log and benchmark name) of each per-split rule, by its wildcards.
+JOB_PATTERNS = {
+    "manifest": "{split}",
+    "infer": "{split}/{shard}",
+    "resize": "{split}/{shard}",
+    "submission": "{split}",
+    "ground_truth": "{split}/{size}",
+    "score": "{split}/{size}",
+    "report_figures": "{split}",
+}
+JOB_PATTERNS_WILDCARDS = {
+    rule: tuple(part.strip("{}") for part in pattern.split("/"))
+    for rule, pattern in JOB_PATTERNS.items()
+}

@@ -1,0 +1,92 @@
+"""Typed settings of the stages, built once from the validated config (`from_config`) and
+handed to the jobs through a rule's `params:` as plain dicts (`as_params` / `from_params`), so
+that Snakemake's params trigger sees every value that decides an output."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .plugins import backend_named
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What decides a model's predictions: `model:` (with the backend's own section as
+    `options`), the weights in use (the demo model's path when `model.weights` is null), the
+    class count and `infer.precision` / `infer.channels_last`."""
+
+    backend: str
+    weights: str
+    num_classes: int
+    device: str = "auto"
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    precision: str = "fp32"
+    channels_last: bool = False
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config, weights):
+        model, infer = config["model"], config["infer"]
+        return cls(
+            backend=model["backend"],
+            weights=str(weights),
+            num_classes=len(config["classes"]),
+            device=model["device"],
+            mean=tuple(model["mean"]),
+            std=tuple(model["std"]),
+            precision=infer["precision"],
+            channels_last=infer["channels_last"],
+            options=dict(model.get(model["backend"], {})),
+        )
+
+    @property
+    def declaration(self):
+        """The backend's `plugins.Backend` declaration."""
+        return backend_named(self.backend)
+
+    def files(self):
+        """{role: path} of the files the model is made of: `weights` and the backend's file
+        options (e.g. a config file); the Snakemake inputs and the hashed files."""
+        options = {key: self.options.get(key) for key in self.declaration.file_options}
+        return {"weights": self.weights, **{key: path for key, path in options.items() if path}}
+
+    def provenance(self):
+        """The settings a result records about the model that made it."""
+        record = {
+            "backend": self.backend,
+            "weights": self.weights,
+            "device": self.device,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            **self.options,
+        }
+        if self.declaration.uses_normalisation:
+            record.update(mean=list(self.mean), std=list(self.std))
+        return record
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """How the infer stage feeds the model (`infer:` apart from precision/channels_last)."""
+
+    batch_size: object = 32  # an int, or "auto"
+    workers: int = 4
+    on_bad_image: str = "error"
+    max_image_pixels: int | None = None
+
+    @classmethod
+    def from_config(cls, config):
+        infer = config["infer"]
+        return cls(**{item.name: infer[item.name] for item in fields(cls)})
+
+
+def as_params(settings):
+    """A settings dataclass as the plain dict a rule's `params:` holds."""
+    return asdict(settings)
+
+
+def from_params(settings_class, values):
+    """The dataclass back from `as_params` (tuples restored where Snakemake gives lists)."""
+    converted = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
+    }
+    return settings_class(**converted)
