@@ -108,7 +108,7 @@ test_pipeline = [
 """
 
 HEADS = {
-    "UPerHead": 'in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6), '
+    "UPerHead": "in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6), "
     "channels=16,",
     "FCNHead": "in_channels=64, in_index=3, channels=16, num_convs=2, concat_input=True,",
 }

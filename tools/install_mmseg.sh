@@ -20,6 +20,11 @@ MMCV_SHA256=d387bcab66b467479b6660310e23746cfc79c6e57acf04094680adb499a5cd3f
 MMSEG_VERSION=1.2.2
 MMENGINE_VERSION=0.10.7
 
+# Run without an argument inside a conda env (as envs/mmseg.post-deploy.sh, a link to this file,
+# is run by Snakemake), it installs into that env, caching the wheel beside the env's files.
+if [[ $# -eq 0 && -n ${CONDA_PREFIX:-} ]]; then
+	set -- "$CONDA_PREFIX/bin/python"
+fi
 if [[ $# -ne 1 ]]; then
 	echo "usage: bash tools/install_mmseg.sh PYTHON   (the python of the venv to install into)" >&2
 	exit 2

@@ -156,7 +156,11 @@ class MMSegTestPipeline:
     def metainfo(self, height, width):
         """(shape of `inputs`, data sample metainfo) the pipeline gives an image of this size."""
         packed = self.run(np.zeros((height, width, 3), np.uint8))
-        return tuple(packed["inputs"].shape), packed["inputs"].dtype, packed["data_samples"].metainfo
+        return (
+            tuple(packed["inputs"].shape),
+            packed["inputs"].dtype,
+            packed["data_samples"].metainfo,
+        )
 
 
 def checkpoint_state_dict(weights_path):
@@ -169,7 +173,7 @@ def checkpoint_state_dict(weights_path):
     except Exception as err:  # torch raises several types for unreadable or pickled files
         raise SegsubmitError(
             f"{weights_path}: cannot load as a weights-only checkpoint ({type(err).__name__}); "
-            "for a file you trust, keep only its weights: `python -c \"import torch; c = "
+            'for a file you trust, keep only its weights: `python -c "import torch; c = '
             f"torch.load('{weights_path}', weights_only=False); torch.save({{'state_dict': "
             "c['state_dict']}, 'weights.pth')\"`"
         ) from err
