@@ -102,7 +102,7 @@ def test_cross_key_checks_name_the_key(changes, message):
             "infer: Additional properties are not allowed ('batch_sise'",
         ),
         ("data: {shards: two}", "data.shards: 'two' is not valid"),
-        ("model: {backend: onnx}", "model.backend: 'onnx' is not one of ['detectron2', 'smp'"),
+        ("model: {backend: onnx}", "model.backend: 'onnx' is not one of ['detectron2', 'mmseg'"),
         ("model: {architecture: fcn_resnet50}", "model.architecture: moved to model.torchvision."),
         ("plugins: [no_such_module]", "plugins: cannot import plug-in module 'no_such_module'"),
         ("submission: {formats: [xml]}", "submission.formats.0: 'xml' is not one of"),

@@ -6,6 +6,7 @@ from segsubmit.pseudo_labels import pseudo_labels_stage
 run_stage(
     snakemake.log[0],
     pseudo_labels_stage,
+    threads=snakemake.threads,
     manifest_path=snakemake.input.manifest,
     label_paths=snakemake.input.labels,
     output_dir=snakemake.output[0],
