@@ -316,6 +316,8 @@ def infer_stage(shard_path, labels_path, model, infer, tta=None):
         model.backend,
         time.perf_counter() - started,
     )
+    if tta is not None and tta.enabled:
+        log.info("infer: test-time augmentation, %d views per image (%s)", tta.views, tta)
     if loader is None:
         batch_size = largest_batch_size(predictor, transform, entries[0]) if entries else 1
         loader = shard_loader(

@@ -97,6 +97,11 @@ class TTASettings:
     def enabled(self):
         return bool(self.flips) or self.scales != (1.0,)
 
+    @property
+    def views(self):
+        """Forward passes per image."""
+        return len(self.scales) * 2 ** len(self.flips)
+
 
 def as_params(settings):
     """A settings dataclass as the plain dict a rule's `params:` holds."""
