@@ -20,6 +20,7 @@ from .images import decode_rgb
 from .labels import label_shard_writer
 from .logs import format_rate
 from .manifest import Manifest
+from .tta import with_tta
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ def infer_stage(shard_path, labels_path, model, infer, tta=None):
         loader = iter(
             shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels)
         )  # iter() forks the workers now
-    predictor = load_predictor(model, device, tta)
+    predictor = with_tta(load_predictor(model, device), tta)
     probe_predictor(predictor, shard.sizes(), transform)
     log.info(
         "infer: %d images on %s with %s; model ready %.2f s after the stage started",

@@ -85,3 +85,11 @@ class TTAPredictor(Predictor):
                     view = view.softmax(dim=1)
                 total = view.clone() if total is None else total.add_(view)
         return total / (len(self.settings.scales) * len(self.combinations))
+
+
+def with_tta(predictor, settings):
+    """`predictor` wrapped in test-time augmentation when `settings` (a `settings.TTASettings`,
+    or None) asks for any, else itself."""
+    if settings is None or not settings.enabled:
+        return predictor
+    return TTAPredictor(predictor, settings)

@@ -17,7 +17,7 @@ from segsubmit.backends.base import load_predictor
 from segsubmit.errors import SegsubmitError
 from segsubmit.settings import TTASettings
 from segsubmit.testing import NUM_CLASSES, model_settings
-from segsubmit.tta import TTAPredictor, flip_combinations
+from segsubmit.tta import TTAPredictor, flip_combinations, with_tta
 
 ttach = pytest.importorskip("ttach")
 pytest.importorskip("segmentation_models_pytorch")
@@ -87,9 +87,9 @@ def test_no_tta_is_the_plain_predictor(tmp_path):
     from segsubmit.testing import save_random_model
 
     settings = model_settings("torchvision", save_random_model(tmp_path / "m.pt"), device="cpu")
-    assert not isinstance(load_predictor(settings, tta=TTASettings()), TTAPredictor)
+    assert not isinstance(with_tta(load_predictor(settings), TTASettings()), TTAPredictor)
     tta = TTASettings(flips=("h",))
-    predictor = load_predictor(settings, tta=tta)
+    predictor = with_tta(load_predictor(settings), tta)
     assert isinstance(predictor, TTAPredictor)
     labels = predictor.predict(random_images(count=1, size=40), (40, 40))
     assert labels.shape == (1, 40, 40) and labels.dtype == torch.uint8

@@ -330,16 +330,10 @@ def probe_predictor(predictor, sizes, transform=None):
     predictor.nonfinite = nonfinite
 
 
-def load_predictor(settings, device=None, tta=None):
+def load_predictor(settings, device=None):
     """The `Predictor` of `settings.backend` (a `settings.ModelSettings`) on `device` (default:
-    `resolve_device(settings.device)`), wrapped in test-time augmentation when `tta` (a
-    `settings.TTASettings`) asks for any."""
-    predictor = settings.declaration.load(settings, device or resolve_device(settings.device))
-    if tta is None or not tta.enabled:
-        return predictor
-    from ..tta import TTAPredictor
-
-    return TTAPredictor(predictor, tta)
+    `resolve_device(settings.device)`)."""
+    return settings.declaration.load(settings, device or resolve_device(settings.device))
 
 
 def host_transform(settings, device):
