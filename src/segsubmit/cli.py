@@ -1,17 +1,27 @@
-"""Command line: `segsubmit validate-submission` re-checks a submission.csv outside the
-workflow; `segsubmit digests` prints which package modules each rule's rerun digest covers;
+"""Command line: `segsubmit validate-submission` re-checks a submission file (any registered
+format) outside the workflow; `segsubmit digests` prints which package modules each rule's
+rerun digest covers;
 `segsubmit config-docs` regenerates (or checks) config/config.yaml and config/README.md."""
 
 import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from .codehash import digest_table, plugin_table
-from .config import default_config, default_config_yaml, with_config_table
+from .config import (
+    coerce_config,
+    default_config,
+    default_config_yaml,
+    load_schema,
+    validate_config,
+    with_config_table,
+)
 from .errors import SegsubmitError
 from .formats.competition_csv import format_notes
 from .manifest import Manifest
-from .plugins import BACKENDS, FORMATS, load_plugins
+from .plugins import BACKENDS, FORMATS, format_named, load_plugins
 from .submission import validate_file
 
 load_plugins()
@@ -37,29 +47,37 @@ def parse_arguments(argv):
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser(
         "validate-submission",
-        help="check header, row order vs manifest, value count and class range",
+        help="check a submission file's structure, names and order vs the manifest, sizes and "
+        "value ranges",
     )
     validate.add_argument("csv", help="the submission file to check (submission.csv, ...)")
     validate.add_argument("manifest", help="the split's results/<split>/manifest.json")
     validate.add_argument(
         "--classes",
         type=positive_int,
-        default=len(DEFAULTS["classes"]),
-        help="number of classes (default: the config default, %(default)s)",
+        default=None,
+        help="number of classes (default: the config's `classes`, without --config the "
+        f"default {len(DEFAULTS['classes'])}); the classes are then named by index",
     )
     validate.add_argument(
         "--size",
         type=positive_int,
         nargs=2,
-        default=DEFAULTS["resize"]["size"],
+        default=None,
         metavar=("H", "W"),
-        help="submission map size (default: resize.size's default, %(default)s)",
+        help="submission map size (default: the config's resize.size, without --config "
+        f"{DEFAULTS['resize']['size']})",
     )
     validate.add_argument(
         "--format",
         default=DEFAULTS["submission"]["formats"][0],
         choices=sorted(FORMATS),
         help="the file's format (default: %(default)s)",
+    )
+    validate.add_argument(
+        "--config",
+        help="the run's config file (--configfile): its classes, resize.size and the "
+        "format's submission.<format> options (default: the defaults)",
     )
     digests = commands.add_parser(
         "digests", help="rule -> rerun digest -> the package modules it covers (markdown)"
@@ -85,10 +103,34 @@ def validate_command(arguments):
             raise SegsubmitError(f"{arguments.csv}: cannot read ({err.strerror})") from err
         for note in notes:
             print(f"note: {arguments.csv}: {note}", file=sys.stderr)
+    class_names, size, options = validation_settings(arguments)
     summary = validate_file(
-        arguments.csv, arguments.manifest, arguments.format, arguments.classes, arguments.size
+        arguments.csv, arguments.manifest, arguments.format, class_names, size, options
     )
-    print(f"valid: {arguments.csv} ({summary['rows']} rows)")
+    images = f"{summary['images']} images, " if "images" in summary else ""
+    print(f"valid: {arguments.csv} ({images}{summary['rows']} rows)")
+
+
+def validation_settings(arguments):
+    """(class names or count, size, format options) of the CLI check: the config file's (or
+    the defaults), with --classes and --size taking precedence."""
+    config = DEFAULTS
+    if arguments.config:
+        try:
+            loaded = yaml.safe_load(Path(arguments.config).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise SegsubmitError(f"{arguments.config}: cannot read as a config ({err})") from err
+        if not isinstance(loaded, dict):
+            raise SegsubmitError(f"{arguments.config}: not a config mapping")
+        plugins = loaded.get("plugins", [])
+        schema = load_schema(plugin_modules=plugins if isinstance(plugins, list) else ())
+        config = validate_config(coerce_config(loaded, schema), schema)
+    class_names = config["classes"] if arguments.classes is None else arguments.classes
+    size = config["resize"]["size"] if arguments.size is None else arguments.size
+    options = config["submission"].get(arguments.format, {})
+    if not isinstance(class_names, int):
+        format_named(arguments.format).check_options(options, class_names, size)
+    return class_names, size, options
 
 
 def builtin_plugins():

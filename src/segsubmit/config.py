@@ -268,14 +268,27 @@ def has_annotations(json_path):
     return not isinstance(coco, dict) or bool(coco.get("annotations", []))
 
 
+def mask_folder(config, split):
+    """A split's folder of label PNGs (relative to the working directory), or None when the
+    ground truth is the json's annotations."""
+    folder = config["data"]["masks"]["folder"]
+    if folder is None:
+        return None
+    return os.path.join(config["data"]["root"], folder.format(split=split))
+
+
 def check_paths(config, workdir):
     """User files exist where the config points, resolved against `workdir` (demo data and the
-    demo model are built by the workflow); scored splits' jsons hold annotations."""
+    demo model are built by the workflow); scored splits' jsons hold annotations, or their
+    label-PNG folders exist."""
     if config["data"]["root"] is not None:
         existing_path("data.root", config["data"]["root"], workdir, "folder")
         for split in config["data"]["splits"]:
             json_path = existing_path("data.coco_json", split_json(config, split), workdir)
-            if split in config["data"]["score"] and not has_annotations(json_path):
+            masks = mask_folder(config, split)
+            if split in config["data"]["score"] and masks is not None:
+                existing_path("data.masks.folder", masks, workdir, "folder")
+            elif split in config["data"]["score"] and not has_annotations(json_path):
                 raise SegsubmitError(
                     f"data.score: split {split!r} is scored but {json_path} has no annotations "
                     "(its mIoU would be against all-background truth); remove it from data.score"
@@ -318,17 +331,39 @@ def check_config(config, workdir=None):
             f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
             "set data.root to use your own data"
         )
+    unknown_pseudo = sorted(set(config["pseudo_labels"]["splits"]) - set(splits))
+    if unknown_pseudo:
+        raise SegsubmitError(
+            f"pseudo_labels.splits: {unknown_pseudo} not in data.splits {splits}; list only "
+            "configured splits"
+        )
     unknown_targets = sorted(set(config["data"]["category_map"].values()) - set(config["classes"]))
     if unknown_targets:
         raise SegsubmitError(
             f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
         )
+    check_masks(config)
     backend.check_options(config["model"][backend.name])
     for name in config["submission"]["formats"]:
         format_named(name).check_options(
             config["submission"].get(name, {}), config["classes"], config["resize"]["size"]
         )
     check_paths(config, os.getcwd() if workdir is None else workdir)
+
+
+def check_masks(config):
+    """Label-PNG ground truth needs your own data and a usable id map."""
+    from .formats.options import check_id_map
+
+    masks = config["data"]["masks"]
+    if masks["folder"] is None:
+        return
+    if config["data"]["root"] is None:
+        raise SegsubmitError(
+            "data.masks.folder: needs data.root (the demo dataset's ground truth is its json's "
+            "annotations); set data.root or drop data.masks"
+        )
+    check_id_map("data.masks.label_ids", masks["label_ids"], config["classes"], ())
 
 
 def prepare_config(config, workdir=None):

@@ -1,6 +1,8 @@
-"""Ground truth from COCO polygons: rasterized once per split and size, in manifest order."""
+"""Ground truth, once per split and size, in manifest order: COCO annotations rasterized, or
+label PNGs read from a folder (`data.masks`: VOC, ADE20K, Cityscapes layouts)."""
 
 import logging
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -68,20 +70,105 @@ def load_ground_truth(json_path, class_names, category_map=None):
     return coco_api, category_class_index(json_path, coco_api.dataset, class_names, category_map)
 
 
+def mask_path(folder, file_name, image_suffix=None, suffix=".png"):
+    """The label PNG of an image: under `folder`, at its file_name's path with its ending
+    (`image_suffix`, default its extension) replaced by `suffix`."""
+    if image_suffix:
+        if not file_name.endswith(image_suffix):
+            raise SegsubmitError(
+                f"data.masks.image_suffix: file_name {file_name!r} does not end with "
+                f"{image_suffix!r}; fix the suffix (or null: replace the extension)"
+            )
+        stem = file_name[: -len(image_suffix)]
+    else:
+        stem = str(PurePosixPath(file_name).with_suffix(""))
+    return Path(folder) / f"{stem}{suffix}"
+
+
+def mask_lookup(label_ids, class_names, ignore_index):
+    """int16 table PNG value -> class index: `label_ids` ({class name: value}; {} = the value
+    is the index); values no class has -> `ignore_index`, or -1 (refused) when it is None."""
+    lookup = np.full(256, -1 if ignore_index is None else ignore_index, dtype=np.int16)
+    if label_ids:
+        for name, value in label_ids.items():
+            lookup[value] = class_names.index(name)
+    else:
+        lookup[: len(class_names)] = np.arange(len(class_names))
+    if ignore_index is not None:
+        lookup[ignore_index] = ignore_index
+    return lookup
+
+
+def read_mask(path, entry, lookup):
+    """(H, W) uint8 class map of a label PNG (8-bit greyscale or palette, the image's size);
+    one line naming the file when it cannot be one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P"):
+                raise SegsubmitError(
+                    f"{path}: a {image.mode} image; label PNGs hold 8-bit values (mode L or P)"
+                )
+            if image.size != (entry.width, entry.height):
+                raise SegsubmitError(
+                    f"{path}: {image.size[0]}x{image.size[1]}, but {entry.file_name} is "
+                    f"{entry.width}x{entry.height}; a label PNG has its image's size"
+                )
+            values = np.asarray(image)
+    except FileNotFoundError as err:
+        raise SegsubmitError(
+            f"{path}: no label PNG for {entry.file_name}; fix data.masks or add the file"
+        ) from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise SegsubmitError(f"{path}: cannot read as a label PNG ({err})") from err
+    classes = lookup[values]
+    if (classes < 0).any():
+        value = int(values[classes < 0][0])
+        raise SegsubmitError(
+            f"{path}: pixel value {value} is no class's (data.masks.label_ids) and "
+            "score.ignore_index is null; map it to a class or set score.ignore_index"
+        )
+    return classes.astype(np.uint8)
+
+
 def ground_truth_stage(
-    json_path, manifest_path, ground_truth_path, class_names, size, category_map=None
+    json_path,
+    manifest_path,
+    ground_truth_path,
+    class_names,
+    size,
+    category_map=None,
+    masks=None,
+    ignore_index=None,
 ):
-    """Stage entry: the split's annotations rasterized in manifest order, resized to `size`
-    (h, w) with the submission's NEAREST rule, or kept at the images' size when `size` is None."""
+    """Stage entry: the split's ground truth in manifest order — its annotations rasterized, or
+    with `masks` ({folder, image_suffix, suffix, label_ids}; folder resolved) its label PNGs —
+    resized to `size` (h, w) with the submission's NEAREST rule, or kept at the images' size
+    when `size` is None. Ignored pixels keep `ignore_index`."""
     entries = Manifest.load(manifest_path).images
-    coco_api, class_of_category = load_ground_truth(json_path, class_names, category_map)
+    if masks and masks.get("folder"):
+        lookup = mask_lookup(masks.get("label_ids") or {}, list(class_names), ignore_index)
+        suffixes = masks.get("image_suffix"), masks.get("suffix", ".png")
+
+        def truth_of(entry):
+            return read_mask(mask_path(masks["folder"], entry.file_name, *suffixes), entry, lookup)
+
+        source = masks["folder"]
+    else:
+        coco_api, class_of_category = load_ground_truth(json_path, class_names, category_map)
+
+        def truth_of(entry):
+            return rasterize_ground_truth(coco_api, entry.id, class_of_category)
+
+        source = json_path
     shapes = [size or entry.size for entry in entries]
     with label_shard_writer(ground_truth_path, sum(h * w for h, w in shapes)) as add:
         for first in range(0, len(entries), MAPS_AT_ONCE):
             span = entries[first : first + MAPS_AT_ONCE]
-            truths = [rasterize_ground_truth(coco_api, e.id, class_of_category) for e in span]
+            truths = [truth_of(entry) for entry in span]
             if size is not None:
                 truths = resize_label_maps(truths, tuple(size), "albumentations")
             for entry, truth in zip(span, truths, strict=True):
                 add(entry.id, truth)
-    log.info("ground truth: %d maps from %s", len(entries), json_path)
+    log.info("ground truth: %d maps from %s", len(entries), source)

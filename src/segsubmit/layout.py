@@ -44,6 +44,10 @@ class Layout:
     def submission_report(self, split):
         return self.path(split, SUBMISSION_REPORT)
 
+    def pseudo_labels(self, split):
+        """A split's predictions as training data (ann_dir/ PNGs + annotations.json)."""
+        return self.path(split, "pseudo_labels")
+
     def ground_truth(self, split, size):
         return self.path(split, "ground_truth", f"{size}.npz")
 
@@ -76,6 +80,7 @@ JOB_PATTERNS = {
     "infer": "{split}/{shard}",
     "resize": "{split}/{shard}",
     "submission": "{split}",
+    "pseudo_labels": "{split}",
     "ground_truth": "{split}/{size}",
     "score": "{split}/{size}",
     "report_figures": "{split}",

@@ -89,11 +89,11 @@ def load_image(path, height, width):
         return np.full((height, width, 3), 128, np.uint8)
 
 
-def per_image_miou(truths, predictions, num_classes):
+def per_image_miou(truths, predictions, num_classes, ignore_index=None):
     """mIoU of each image on its own (NaN for an image without valid truth pixels)."""
     ious = np.array(
         [
-            iou_per_class(confusion_matrix(truth, predicted, num_classes))
+            iou_per_class(confusion_matrix(truth, predicted, num_classes, ignore_index))
             for truth, predicted in zip(truths, predictions, strict=True)
         ]
     ).reshape(-1, num_classes)
@@ -140,15 +140,25 @@ def score_table_html(scores_by_size, class_names, interpolation=None):
     images = ", ".join(f"{scores_by_size[s]['images']} at {s}" for s in sizes)
     extra = ""
     if interpolation is not None:
+        method_rows = []
+        for method, result in interpolation["methods"].items():
+            if result is None:
+                method_rows.append(
+                    f"<tr><td>{METHOD_LABELS[method]}</td><td colspan='4'>n/a (sides not whole "
+                    "multiples of the submission size)</td></tr>"
+                )
+                continue
+            method_rows.append(
+                f"<tr><td>{METHOD_LABELS[method]}</td><td>{result['scores']['miou']:.4f}</td>"
+                f"<td>{result['miou_delta']:+.4f}</td><td>{100 * result['changed']:.2f} %</td>"
+                f"<td>{100 * result['invented']:.2f} %</td></tr>"
+            )
         extra = (
-            '<h2>Resizing the predictions: nearest vs bilinear</h2><table id="interpolation">'
-            "<tr><th></th><th>mIoU</th></tr>"
-            f"<tr><td>nearest</td><td>{interpolation['nearest']['miou']:.4f}</td></tr>"
-            f"<tr><td>bilinear</td><td>{interpolation['bilinear']['miou']:.4f}</td></tr>"
-            f"<tr><td>cost of bilinear</td><td>{interpolation['miou_cost']:+.4f}</td></tr>"
-            f"<tr><td>pixels changed</td><td>{100 * interpolation['changed']:.2f} %</td></tr>"
-            "<tr><td>pixels given a class none of their source pixels has</td>"
-            f"<td>{100 * interpolation['invented']:.2f} %</td></tr></table>"
+            "<h2>Resizing the predictions: nearest vs bilinear vs block max</h2>"
+            '<table id="interpolation"><tr><th>resize</th><th>mIoU</th><th>vs nearest</th>'
+            "<th>pixels changed (vs nearest)</th>"
+            "<th>pixels given a class none of their source pixels has</th></tr>"
+            f"{''.join(method_rows)}</table>"
         )
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>segsubmit scores</title>'
@@ -268,35 +278,100 @@ def invented_mask(source, resized):
     return invented
 
 
-def compare_interpolations(label_spans, truth_spans, size, num_classes, backend="albumentations"):
-    """This run's label maps resized to `size` with nearest and with bilinear, each scored
-    against the truths (at `size`), a span of maps at a time (aligned iterables of lists): their
-    scores, the mIoU cost, the share of pixels changed and of pixels given an invented class;
-    and the number of pixels changed in each image."""
-    confusions = {"nearest": [], "bilinear": []}
-    changed, invented, pixels = [], 0, 0
+def source_grids(method, shape, size):
+    """The (rows, columns) index grids of the source pixels each output pixel of `method` is
+    computed from: nearest's one (floor rule), bilinear's four, block max's kh x kw block."""
+    if method == "bilinear":
+        (rows_low, rows_high), (cols_low, cols_high) = bilinear_sources(shape, size)
+        return [(r, c) for r in (rows_low, rows_high) for c in (cols_low, cols_high)]
+    if method == "block_max":
+        kh, kw = shape[0] // size[0], shape[1] // size[1]
+        rows, cols = np.arange(size[0]) * kh, np.arange(size[1]) * kw
+        return [(rows + i, cols + j) for i in range(kh) for j in range(kw)]
+    rows = np.floor(np.arange(size[0]) * (shape[0] / size[0])).astype(np.int64)
+    cols = np.floor(np.arange(size[1]) * (shape[1] / size[1])).astype(np.int64)
+    return [(rows, cols)]
+
+
+def invented_count(method, source, resized):
+    """Pixels of `resized` whose class is in none of the source pixels `method` computed them
+    from (0 for nearest and block max by construction: counted, not assumed)."""
+    source = np.asarray(source)
+    invented = np.ones(resized.shape, dtype=bool)
+    for rows, cols in source_grids(method, source.shape, resized.shape):
+        invented &= source[np.ix_(rows, cols)] != resized
+    return int(invented.sum())
+
+
+def block_max_applies(label_maps, size):
+    """Whether every map's sides are whole multiples of `size` (a block max needs them)."""
+    return all(m.shape[0] % size[0] == 0 and m.shape[1] % size[1] == 0 for m in label_maps)
+
+
+INTERPOLATION_METHODS = ("nearest", "bilinear", "block_max")
+
+
+def compare_interpolations(
+    label_spans, truth_spans, size, num_classes, backend="albumentations", ignore_index=None
+):
+    """This run's label maps resized to `size` with nearest, bilinear and a block max over
+    label ids, each scored against the truths (at `size`), a span of maps at a time (aligned
+    iterables of lists). Per method (`methods`): its scores, mIoU minus nearest's, the share of
+    pixels that differ from nearest and of pixels given a class none of their source pixels has;
+    block max is None when a map's sides are not whole multiples of `size`. The top-level
+    nearest/bilinear/miou_cost/changed/invented keys are bilinear's against nearest. Also
+    returned: the pixels bilinear changed in each image."""
+    confusions = {name: [] for name in INTERPOLATION_METHODS}
+    changed = {name: 0 for name in INTERPOLATION_METHODS}
+    invented = dict(changed)
+    per_image, pixels, block_max_ok = [], 0, True
     for label_maps, truths in zip(label_spans, truth_spans, strict=True):
-        nearest = resize_label_maps(label_maps, size, backend, "nearest")
-        bilinear = resize_label_maps(label_maps, size, backend, "bilinear")
-        confusions["nearest"].append(image_confusions(truths, nearest, num_classes))
-        confusions["bilinear"].append(image_confusions(truths, bilinear, num_classes))
-        changed.extend((nearest != bilinear).reshape(len(nearest), -1).sum(axis=1).tolist())
-        invented += sum(
-            int(invented_mask(np.asarray(s), b).sum())
-            for s, b in zip(label_maps, bilinear, strict=True)
+        block_max_ok = block_max_ok and block_max_applies(label_maps, size)
+        methods = INTERPOLATION_METHODS if block_max_ok else INTERPOLATION_METHODS[:2]
+        resized = {m: resize_label_maps(label_maps, size, backend, m) for m in methods}
+        for method in methods:
+            confusions[method].append(
+                image_confusions(truths, resized[method], num_classes, ignore_index)
+            )
+            changed[method] += int((resized[method] != resized["nearest"]).sum())
+            invented[method] += sum(
+                invented_count(method, source, out)
+                for source, out in zip(label_maps, resized[method], strict=True)
+            )
+        per_image.extend(
+            (resized["nearest"] != resized["bilinear"]).reshape(len(label_maps), -1).sum(1).tolist()
         )
-        pixels += nearest.size
-    result = {
-        name: scores_from_confusions(
-            np.concatenate(parts) if parts else np.zeros((0, num_classes, num_classes), int)
-        )
-        for name, parts in confusions.items()
+        pixels += resized["nearest"].size
+    empty = np.zeros((0, num_classes, num_classes), int)
+    results = {}
+    for method in INTERPOLATION_METHODS:
+        if method == "block_max" and not block_max_ok:
+            results[method] = None
+            continue
+        parts = confusions[method]
+        results[method] = {
+            "scores": scores_from_confusions(np.concatenate(parts) if parts else empty),
+            "changed": changed[method] / max(pixels, 1),
+            "invented": invented[method] / max(pixels, 1),
+        }
+    nearest_miou = results["nearest"]["scores"]["miou"]
+    for result in results.values():
+        if result is not None:
+            result["miou_delta"] = result["scores"]["miou"] - nearest_miou
+    comparison = {
+        "methods": results,
+        "nearest": results["nearest"]["scores"],
+        "bilinear": results["bilinear"]["scores"],
+        "block_max": results["block_max"] and results["block_max"]["scores"],
+        "miou_cost": results["bilinear"]["miou_delta"],
+        "changed": results["bilinear"]["changed"],
+        "invented": results["bilinear"]["invented"],
+        "backend": backend,
     }
-    result.update(
-        changed=sum(changed) / max(pixels, 1), invented=invented / max(pixels, 1), backend=backend
-    )
-    result["miou_cost"] = result["bilinear"]["miou"] - result["nearest"]["miou"]
-    return result, np.array(changed, dtype=np.int64)
+    return comparison, np.array(per_image, dtype=np.int64)
+
+
+METHOD_LABELS = {"nearest": "nearest", "bilinear": "bilinear", "block_max": "2x2 block max"}
 
 
 def boundary_window(changed, side):
@@ -315,32 +390,49 @@ def boundary_window(changed, side):
     return int(top), int(left), side
 
 
-def interpolation_figure(comparison, truth, nearest, bilinear, title, class_names, side=32):
-    """The nearest-vs-bilinear panel: mIoU both ways, then a zoomed crop of one image's
-    boundary where the two differ most (truth, nearest, bilinear with changed pixels marked)."""
+def interpolation_figure(
+    comparison, truth, nearest, bilinear, title, class_names, side=32, block_max=None
+):
+    """The resizing panel: mIoU with nearest, bilinear and block max, then a zoomed crop of
+    one image's boundary where nearest and bilinear differ most (truth, nearest, bilinear with
+    changed pixels marked, block max when it applies)."""
     palette = class_palette(len(class_names))
-    figure = new_figure(12, 4.4)
-    bars, *crops = figure.subplots(1, 4, width_ratios=(1.2, 1, 1, 1))
-    values = [comparison["nearest"]["miou"], comparison["bilinear"]["miou"]]
-    bars.bar(["nearest", "bilinear"], values, color=["tab:green", "tab:red"])
+    methods = {m: r for m, r in comparison.get("methods", {}).items() if r is not None} or {
+        m: {"scores": comparison[m]} for m in ("nearest", "bilinear")
+    }
+    crop_count = 4 if block_max is not None else 3
+    figure = new_figure(3.3 * (crop_count + 1.2), 4.4)
+    bars, *crops = figure.subplots(1, crop_count + 1, width_ratios=(1.2,) + (1,) * crop_count)
+    values = [result["scores"]["miou"] for result in methods.values()]
+    colours = {"nearest": "tab:green", "bilinear": "tab:red", "block_max": "tab:orange"}
+    names = [METHOD_LABELS[m] for m in methods]
+    bars.bar(names, values, color=[colours[m] for m in methods])
     for position, value in enumerate(values):
         bars.text(position, value, f"{value:.4f}", ha="center", va="bottom")
     bars.set_ylim(0, max(values) * 1.25 + 0.01)
     bars.set_ylabel("mIoU (dataset)")
-    bars.set_title(
-        f"cost of bilinear: {comparison['miou_cost']:+.4f} mIoU\n"
-        f"{100 * comparison['changed']:.2f} % pixels changed, "
-        f"{100 * comparison['invented']:.2f} % invented",
-        fontsize=9,
-    )
+    bars.tick_params(axis="x", labelsize=8)
+    lines = [
+        f"bilinear: {comparison['miou_cost']:+.4f} mIoU, {100 * comparison['changed']:.2f} % "
+        f"changed, {100 * comparison['invented']:.2f} % invented"
+    ]
+    if "block_max" in methods:
+        result = methods["block_max"]
+        lines.append(
+            f"block max: {result['miou_delta']:+.4f} mIoU, {100 * result['changed']:.2f} % "
+            f"changed, {100 * result['invented']:.2f} % invented"
+        )
+    bars.set_title("\n".join(lines), fontsize=8)
     changed = np.asarray(nearest) != np.asarray(bilinear)
     top, left, side = boundary_window(changed, side)
     window = (slice(top, top + side), slice(left, left + side))
-    panels = (
+    panels = [
         (truth, "ground truth"),
         (nearest, "nearest"),
         (bilinear, "bilinear (changed pixels dotted)"),
-    )
+    ]
+    if block_max is not None:
+        panels.append((block_max, "2x2 block max"))
     for axes, (label_map, label) in zip(crops, panels, strict=True):
         axes.imshow(colorize(np.asarray(label_map)[window], palette), interpolation="nearest")
         axes.set_title(label, fontsize=9)
@@ -418,6 +510,7 @@ def report_figures_stage(
     outputs,
     worst=3,
     others=3,
+    ignore_index=None,
 ):
     """A scored split's report items: `outputs` maps scores (HTML), iou, confusion, samples
     and interpolation (PNG) to their paths. `score_paths`: the split's score files, the one at
@@ -439,22 +532,29 @@ def report_figures_stage(
         (truths for _, truths in truth_shard.spans(MAPS_AT_ONCE)),
         size,
         num_classes,
+        ignore_index=ignore_index,
     )
-    log.info(
-        "report: mIoU %.4f (score file), %.4f resized nearest, %.4f resized bilinear (%+.4f); "
-        "%.2f %% pixels changed, %.2f %% invented",
-        scores["miou"],
-        comparison["nearest"]["miou"],
-        comparison["bilinear"]["miou"],
-        comparison["miou_cost"],
-        100 * comparison["changed"],
-        100 * comparison["invented"],
-    )
+    log.info("report: mIoU %.4f (score file)", scores["miou"])
+    for method, result in comparison["methods"].items():
+        if result is None:
+            log.info("report: %s: n/a (sides not whole multiples of %dx%d)", method, *size)
+            continue
+        log.info(
+            "report: resized %s: mIoU %.4f (%+.4f vs nearest), %.2f %% pixels changed, "
+            "%.2f %% invented",
+            method,
+            result["scores"]["miou"],
+            result["miou_delta"],
+            100 * result["changed"],
+            100 * result["invented"],
+        )
     save_text(outputs["scores"], score_table_html(scores_by_size, class_names, comparison))
     save_figure(iou_bar_figure(scores, class_names), outputs["iou"])
     save_figure(confusion_figure(scores["confusion_matrix"], class_names), outputs["confusion"])
     truths = (truth_shard.read(position) for position in range(len(truth_shard)))
-    image_scores = per_image_miou(truths, maps_in_order(image_ids, resized_paths), num_classes)
+    image_scores = per_image_miou(
+        truths, maps_in_order(image_ids, resized_paths), num_classes, ignore_index
+    )
     samples = []
     for rank, index in enumerate(pick_samples(image_scores, worst, others)):
         entry = entries[image_ids[index]]
@@ -478,6 +578,11 @@ def report_figures_stage(
         resize_label_maps(label_map, size, "albumentations", "bilinear")[0],
         entries[image_ids[most]].file_name,
         class_names,
+        block_max=(
+            resize_label_maps(label_map, size, "albumentations", "block_max")[0]
+            if comparison["block_max"] is not None
+            else None
+        ),
     )
     save_figure(figure, outputs["interpolation"])
 

@@ -1,4 +1,5 @@
-"""Resize label maps to the submission size with Albumentations or Kornia, NEAREST by default.
+"""Resize label maps to the submission size with Albumentations or Kornia, NEAREST by default
+(or, by explicit choice, bilinear, guarded, or a block max over label ids, in numpy).
 
 Both use the floor rule `src = floor(dst * in / out)`; for integer factors (512 -> 256) they are
 identical (`m[::2, ::2]`). On some non-integer ratios Kornia (float32 index arithmetic) and
@@ -17,7 +18,7 @@ from .labels import LabelShard, label_shard_writer, read_shard_warnings
 log = logging.getLogger(__name__)
 
 RESIZE_BACKENDS = ("albumentations", "kornia")
-INTERPOLATIONS = ("nearest", "bilinear")
+INTERPOLATIONS = ("nearest", "bilinear", "block_max")
 
 
 def check_interpolation(interpolation, allow_bilinear_labels):
@@ -36,6 +37,28 @@ def check_interpolation(interpolation, allow_bilinear_labels):
             "resize: bilinear interpolation of label maps (pitfall mode): "
             "boundary pixels get classes present in neither neighbour"
         )
+
+
+def block_factors(shape, size):
+    """(kh, kw) of a downsampling from `shape` (H, W) to `size` (h, w) by whole blocks; one
+    line when a side is not a whole multiple (a block max needs kh x kw blocks)."""
+    (height, width), (target_height, target_width) = shape, size
+    if height % target_height or width % target_width:
+        raise SegsubmitError(
+            f"resize.interpolation: block_max needs sides that are whole multiples of "
+            f"resize.size, and {height}x{width} -> {target_height}x{target_width} is not; use "
+            "nearest"
+        )
+    return height // target_height, width // target_width
+
+
+def resize_block_max(stack, size):
+    """(N, H, W) uint8 -> (N, h, w): the largest label id of each kh x kw block (the 2x2 block
+    max over label ids many competitors used, `reshape(h, 2, w, 2).max((1, 3))`, for any whole
+    factor)."""
+    count, height, width = stack.shape
+    kh, kw = block_factors((height, width), size)
+    return stack.reshape(count, size[0], kh, size[1], kw).max(axis=(2, 4))
 
 
 def same_size_groups(label_maps):
@@ -81,6 +104,8 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
             f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}"
         )
     resize_stack = resize_albumentations if backend == "albumentations" else resize_kornia
+    if interpolation == "block_max":  # numpy, whichever backend: no library has it
+        resize_stack = lambda stack, size, _: resize_block_max(stack, size)  # noqa: E731
     if isinstance(label_maps, np.ndarray) and len(label_maps):  # one size, stacked already
         return resize_stack(label_maps, tuple(size), interpolation)
     output = np.empty((len(label_maps), *size), dtype=np.uint8)

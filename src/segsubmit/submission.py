@@ -17,22 +17,28 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FormatSettings:
     """What a format's writer and validator need: class count, map size (h, w), the format's
-    own `submission.<format>` options, the class names and the threads to use."""
+    own `submission.<format>` options, the class names, the threads to use and the images'
+    COCO ids in manifest order (formats that name images by id: coco_rle)."""
 
     num_classes: int
     size: tuple
     options: dict = field(default_factory=dict)
     class_names: tuple = ()
     threads: int | None = None
+    image_ids: tuple = ()
+
+    def names(self):
+        """The class names, or the indices as text where only the count is known."""
+        return self.class_names or tuple(str(index) for index in range(self.num_classes))
 
 
-def format_settings(name, submission_options, class_names, size, threads=None):
+def format_settings(name, submission_options, class_names, size, threads=None, image_ids=()):
     """`FormatSettings` of format `name` (`submission_options`: the `submission:` section;
     `class_names`: the names, or a class count where only the count is known)."""
     names = tuple(class_names) if not isinstance(class_names, int) else ()
     count = class_names if isinstance(class_names, int) else len(names)
     options = dict(submission_options.get(name, {}))
-    return FormatSettings(count, tuple(size), options, names, threads)
+    return FormatSettings(count, tuple(size), options, names, threads, tuple(image_ids))
 
 
 def write_formats(manifest, resized_paths, outputs, submission_options, class_names, size,
@@ -43,7 +49,7 @@ def write_formats(manifest, resized_paths, outputs, submission_options, class_na
     file_names = manifest.file_names()
     checked = {}
     for name, path in outputs.items():
-        settings = format_settings(name, submission_options, class_names, size, threads)
+        settings = format_settings(name, submission_options, class_names, size, threads, image_ids)
         summary = format_named(name).write(
             path, file_names, lambda: maps_in_order(image_ids, resized_paths), settings
         )
@@ -89,8 +95,8 @@ def validate_file(path, manifest_path, format_name, class_names, size, options=N
                   threads=None):  # fmt: skip
     """Re-read a finished submission file of `format_name` against a manifest (the CLI's
     `validate-submission`); the format's check summary."""
+    manifest = Manifest.load(manifest_path)
+    image_ids = [entry.id for entry in manifest.images]
     settings = format_settings(format_name, {format_name: options or {}}, class_names, size,
-                               threads)  # fmt: skip
-    return format_named(format_name).validate(
-        path, Manifest.load(manifest_path).file_names(), settings
-    )
+                               threads, image_ids)  # fmt: skip
+    return format_named(format_name).validate(path, manifest.file_names(), settings)

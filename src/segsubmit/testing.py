@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from .config import default_config
-from .synthetic import make_demo_dataset
 
 DEFAULTS = default_config()
 CLASSES = list(DEFAULTS["classes"])
@@ -19,6 +18,8 @@ NUM_CLASSES = len(CLASSES)
 
 def make_dataset(root, counts, size=64, seed=0, class_names=CLASSES):
     """Synthetic COCO dataset under `root` (`<split>.json` + JPEGs per split in `counts`)."""
+    from .synthetic import make_demo_dataset  # OpenCV, pycocotools: only where datasets are made
+
     root = Path(root)
     json_paths = {split: root / f"{split}.json" for split in counts}
     make_demo_dataset(root, json_paths, counts, seed, size, class_names)

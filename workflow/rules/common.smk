@@ -4,12 +4,14 @@ from segsubmit.codehash import script_digest
 from segsubmit.config import (
     cache_requested,
     check_output_cache,
+    mask_folder,
     shard_count,
     split_json,
     visible_gpu_count,
 )
 from segsubmit.layout import JOB_PATTERNS, Layout
-from segsubmit.manifest import image_fingerprint
+from segsubmit.ground_truth import mask_path
+from segsubmit.manifest import Manifest, image_fingerprint
 from segsubmit.plugins import backend_named, format_named
 from segsubmit.settings import InferSettings, ModelSettings, TTASettings, as_params
 
@@ -91,6 +93,28 @@ def images_fingerprint(wildcards):
         if USE_DEMO_DATA
         else image_fingerprint(coco_json(wildcards.split), DATA_ROOT)
     )
+
+
+def truth_inputs(wildcards):
+    """What a split's ground truth is read from: the json (or the demo data), or with
+    data.masks each image's label PNG (known once the manifest checkpoint ran)."""
+    folder = mask_folder(config, wildcards.split)
+    if folder is None:
+        return dataset_inputs(wildcards)
+    manifest = Manifest.load(manifest_file(wildcards))
+    masks = config["data"]["masks"]
+    return {
+        "masks": [
+            str(mask_path(folder, e.file_name, masks["image_suffix"], masks["suffix"]))
+            for e in manifest.images
+        ]
+    }
+
+
+def truth_masks(wildcards):
+    """The ground truth rule's `masks` setting: data.masks with the split's folder."""
+    folder = mask_folder(config, wildcards.split)
+    return None if folder is None else {**config["data"]["masks"], "folder": folder}
 
 
 def model_inputs(wildcards):

@@ -58,6 +58,7 @@ rule report_figures:
         runtime=30,
     params:
         class_names=CLASSES,
+        ignore_index=config["score"]["ignore_index"],
         code=rule_digest("report"),
     script:
         "../scripts/report.py"

@@ -5,7 +5,7 @@ its own rule, so a new model or resize backend only reruns the scoring itself.""
 
 rule ground_truth:
     input:
-        unpack(dataset_inputs),
+        unpack(truth_inputs),
         manifest=manifest_file,
     output:
         LAYOUT.ground_truth("{split}", "{size}"),
@@ -24,6 +24,8 @@ rule ground_truth:
         class_names=CLASSES,
         category_map=config["data"]["category_map"],
         size=lambda wildcards: parse_size_name(wildcards.size),
+        masks=truth_masks,
+        ignore_index=config["score"]["ignore_index"],
         code=rule_digest("ground_truth"),
     script:
         "../scripts/ground_truth.py"
@@ -52,6 +54,7 @@ rule score:
     params:
         class_names=CLASSES,
         size_name="{size}",
+        ignore_index=config["score"]["ignore_index"],
         model_files=MODEL.files(),
         provenance_settings=lambda wildcards: provenance_settings(
             ["manifest", "infer"]

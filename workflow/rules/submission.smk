@@ -33,3 +33,26 @@ rule submission:
         code=rule_digest("submission"),
     script:
         "../scripts/submission.py"
+
+
+rule pseudo_labels:
+    input:
+        manifest=manifest_file,
+        labels=shard_outputs(LAYOUT.labels),
+    output:
+        directory(LAYOUT.pseudo_labels("{split}")),
+    log:
+        log_path("pseudo_labels"),
+    benchmark:
+        benchmark_path("pseudo_labels")
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        class_names=CLASSES,
+        code=rule_digest("pseudo_labels"),
+    script:
+        "../scripts/pseudo_labels.py"

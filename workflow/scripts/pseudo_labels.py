@@ -1,0 +1,13 @@
+"""Rule pseudo_labels: a split's predictions as training data (MMSeg ann_dir + COCO json)."""
+
+from segsubmit.logs import rule_params, run_stage
+from segsubmit.pseudo_labels import pseudo_labels_stage
+
+run_stage(
+    snakemake.log[0],
+    pseudo_labels_stage,
+    manifest_path=snakemake.input.manifest,
+    label_paths=snakemake.input.labels,
+    output_dir=snakemake.output[0],
+    **rule_params(snakemake.params),
+)
