@@ -106,3 +106,23 @@ def test_backends_that_post_process_are_refused_in_one_line(smp_predictor):
             TTAPredictor(smp_predictor, TTASettings(flips=("h",)))
     finally:
         smp_predictor.__class__ = PostProcessing.__mro__[1]
+
+
+def test_out_of_memory_back_off_halves_the_images_not_the_views(smp_predictor):
+    from segsubmit.infer import predict_with_backoff
+
+    class SmallDevice(type(smp_predictor)):
+        def scores(self, prepared, size):
+            if len(prepared) > 2:  # 2 flip views of one image fit, no more
+                raise torch.cuda.OutOfMemoryError("out of memory")
+            return super().scores(prepared, size)
+
+    images = random_images(count=4, size=32)
+    tta = TTASettings(("h",), (1.0,), "prob_mean")
+    expected = TTAPredictor(smp_predictor, tta).predict(images, (32, 32))
+    smp_predictor.__class__ = SmallDevice
+    try:
+        labels = predict_with_backoff(TTAPredictor(smp_predictor, tta), images, (32, 32))
+    finally:
+        smp_predictor.__class__ = SmallDevice.__mro__[1]
+    assert torch.equal(labels, expected)
