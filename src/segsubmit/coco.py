@@ -18,6 +18,8 @@ from .errors import SegsubmitError
 # Characters Snakemake reads as wildcards or a shell/glob as patterns: a file_name holding one
 # is not the same path everywhere it is used.
 INTERPRETED_CHARACTERS = "{}*?[]"
+# Ids are stored as int64 with the label maps (`labels`): a json number beyond it cannot be.
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
 def load_coco(json_path):
@@ -90,14 +92,24 @@ def _records(json_path, coco, section, keys, required=True):
 
 
 def _check_ids(json_path, records, section, key="id"):
+    low, high = INT64_RANGE
     for index, record in enumerate(records):
+        value, where = record[key], f"{section}[{index}].{key}"
+        _require(json_path, is_int(value), where, "an integer", value)
         _require(
-            json_path, is_int(record[key]), f"{section}[{index}].{key}", "an integer", record[key]
+            json_path, low <= value <= high, where, "within int64 (label files store it)", value
         )
 
 
 def file_name_problem(file_name):
     """Why `file_name` is not one canonical relative path under the data root, or None."""
+    try:
+        file_name.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: json.dumps of a name os.listdir could not decode
+        return (
+            "is not valid UTF-8 (a name the file system stores in another encoding, e.g. "
+            "Latin-1, read with surrogate escapes); rename the file to a UTF-8 name"
+        )
     if file_name != file_name.strip():
         return "has leading or trailing spaces"
     if "\\" in file_name:

@@ -268,6 +268,47 @@ def has_annotations(json_path):
     return not isinstance(coco, dict) or bool(coco.get("annotations", []))
 
 
+def brace_problem(key, value, allowed=()):
+    """One line when a path setting holds `{` or `}` beyond the `allowed` placeholders: Snakemake
+    reads them as wildcards in the paths built from it (a KeyError or WildcardError otherwise)."""
+    rest = str(value)
+    for placeholder in allowed:
+        rest = rest.replace(placeholder, "")
+    if "{" in rest or "}" in rest:
+        only = f" (only {', '.join(allowed)} is replaced)" if allowed else ""
+        raise SegsubmitError(
+            f"{key}: {value!r} contains '{{' or '}}', which Snakemake reads as a wildcard{only}; "
+            "rename the folder or file"
+        )
+
+
+def check_braces(config):
+    """Path settings that reach Snakemake's rules hold no wildcard braces but `{split}`."""
+    brace_problem("results", config["results"])
+    if config["data"]["root"] is not None:
+        brace_problem("data.root", config["data"]["root"])
+    brace_problem("data.coco_json", config["data"]["coco_json"], ("{split}",))
+    if config["data"]["masks"]["folder"] is not None:
+        brace_problem("data.masks.folder", config["data"]["masks"]["folder"], ("{split}",))
+    if config["model"]["weights"]:
+        brace_problem("model.weights", config["model"]["weights"])
+
+
+def check_no_overlap(config, workdir):
+    """The results folder and the data folder are apart: neither is the other or inside it (a run
+    would write over, or delete, input images)."""
+    if config["data"]["root"] is None:  # the demo data is built inside results by design
+        return
+    results = Path(workdir, config["results"]).resolve()
+    root = Path(workdir, config["data"]["root"]).resolve()
+    if results == root or results.is_relative_to(root) or root.is_relative_to(results):
+        raise SegsubmitError(
+            f"results: {config['results']!r} ({results}) overlaps data.root "
+            f"{config['data']['root']!r} ({root}); outputs would be written among the input "
+            "images: choose a results folder outside data.root (and not holding it)"
+        )
+
+
 def mask_folder(config, split):
     """A split's folder of label PNGs (relative to the working directory), or None when the
     ground truth is the json's annotations."""
@@ -348,7 +389,10 @@ def check_config(config, workdir=None):
         format_named(name).check_options(
             config["submission"].get(name, {}), config["classes"], config["resize"]["size"]
         )
-    check_paths(config, os.getcwd() if workdir is None else workdir)
+    workdir = os.getcwd() if workdir is None else workdir
+    check_braces(config)
+    check_paths(config, workdir)
+    check_no_overlap(config, workdir)
 
 
 def check_masks(config):

@@ -1,6 +1,7 @@
 """Fit the small demo model (torchvision LR-ASPP MobileNetV3) on the synthetic train split, on
-the CPU, deterministically (fixed seed, fixed step count)."""
+the CPU, deterministically (fixed seed, fixed step count, fixed thread count)."""
 
+import contextlib
 import logging
 
 import numpy as np
@@ -13,6 +14,23 @@ from .ground_truth import load_ground_truth, rasterize_ground_truth
 from .images import decode_rgb
 
 log = logging.getLogger(__name__)
+
+# Threads of the training: fixed, whatever the job got (`--cores 1` lowers the rule's 2), since
+# the thread count decides how floating-point sums are split and so the trained weights.
+TRAINING_THREADS = 2
+
+
+@contextlib.contextmanager
+def deterministic_torch(threads=TRAINING_THREADS):
+    """torch with `threads` intra-op threads and deterministic algorithms only; restored after."""
+    previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])
 
 
 def normalizer(mean, std):
@@ -67,6 +85,7 @@ def recalibrate_batchnorm(model, images, batch_size, normalize):
     model.eval()
 
 
+@deterministic_torch()
 def train_demo_model(
     json_path,
     data_root,
@@ -81,7 +100,8 @@ def train_demo_model(
     batch_size=8,
     learning_rate=3e-3,
 ):
-    """Train and save a state dict; returns the final training loss."""
+    """Train and save a state dict (the same whatever thread count the process has); returns
+    the final training loss."""
     normalize = normalizer(mean, std)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

@@ -9,7 +9,7 @@ import numpy as np
 from .coco import category_class_index, load_coco, validate_coco
 from .errors import SegsubmitError
 from .labels import label_shard_writer
-from .manifest import Manifest
+from .manifest import Manifest, check_json_unchanged
 from .resize import MAPS_AT_ONCE, resize_label_maps
 
 log = logging.getLogger(__name__)
@@ -17,10 +17,16 @@ log = logging.getLogger(__name__)
 
 def rasterize_ground_truth(coco_api, image_id, class_of_category):
     """(H, W) uint8 class map: annotations drawn largest area first, so smaller objects win
-    (the competition baseline's order); unannotated pixels are background (0)."""
+    (the competition baseline's order); unannotated pixels are background (0). Annotations of
+    the background class (a category `data.category_map` maps to it) are dropped, not drawn:
+    the objects beneath them keep their class."""
     info = coco_api.imgs[image_id]
     mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
-    annotations = coco_api.loadAnns(coco_api.getAnnIds(imgIds=image_id, iscrowd=None))
+    annotations = [
+        annotation
+        for annotation in coco_api.loadAnns(coco_api.getAnnIds(imgIds=image_id, iscrowd=None))
+        if class_of_category[annotation["category_id"]] != 0
+    ]
     for annotation in sorted(annotations, key=lambda a: a["area"], reverse=True):
         mask[coco_api.annToMask(annotation) == 1] = class_of_category[annotation["category_id"]]
     return mask
@@ -146,7 +152,9 @@ def ground_truth_stage(
     with `masks` ({folder, image_suffix, suffix, label_ids}; folder resolved) its label PNGs —
     resized to `size` (h, w) with the submission's NEAREST rule, or kept at the images' size
     when `size` is None. Ignored pixels keep `ignore_index`."""
-    entries = Manifest.load(manifest_path).images
+    manifest = Manifest.load(manifest_path)
+    check_json_unchanged(manifest, json_path)
+    entries = manifest.images
     if masks and masks.get("folder"):
         lookup = mask_lookup(masks.get("label_ids") or {}, list(class_names), ignore_index)
         suffixes = masks.get("image_suffix"), masks.get("suffix", ".png")

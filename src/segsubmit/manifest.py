@@ -40,10 +40,12 @@ ENTRY_KEYS = tuple(item.name for item in fields(ManifestEntry))
 
 @dataclass(frozen=True)
 class Manifest:
-    """A split's validated image list in json order (or one shard's part of it)."""
+    """A split's validated image list in json order (or one shard's part of it), and the sha1
+    of the json it was read from ('' when unknown), so later stages can tell it changed."""
 
     data_root: str
     images: tuple
+    json_sha1: str = ""
 
     def file_names(self):
         return [entry.file_name for entry in self.images]
@@ -53,11 +55,15 @@ class Manifest:
         return list(dict.fromkeys(entry.size for entry in self.images))
 
     def shard(self, index):
-        """The entries of shard `index`, as a manifest of their own."""
+        """The entries of shard `index`, as a manifest of their own (without the json's sha1:
+        a shard file changes only when its own images do, so only its inference reruns)."""
         return Manifest(self.data_root, tuple(e for e in self.images if e.shard == index))
 
     def save(self, path):
-        write_json(path, {"data_root": self.data_root, "images": [asdict(e) for e in self.images]})
+        images = [asdict(e) for e in self.images]
+        write_json(
+            path, {"data_root": self.data_root, "json_sha1": self.json_sha1, "images": images}
+        )
 
     @classmethod
     def load(cls, path):
@@ -83,12 +89,13 @@ class Manifest:
                 f"[{{{', '.join(ENTRY_KEYS)}}}, ...]}}, found {type(content).__name__} "
                 f"{str(content)[:60]!r}); pass results/<split>/manifest.json"
             )
-        return cls(content["data_root"], tuple(ManifestEntry(**image) for image in images))
+        entries = tuple(ManifestEntry(**image) for image in images)
+        return cls(content["data_root"], entries, str(content.get("json_sha1", "")))
 
 
 def shard_of(file_name, shard_count):
     """Stable shard index of an image: adding images never moves existing ones."""
-    return zlib.crc32(file_name.encode("utf-8")) % shard_count
+    return zlib.crc32(file_name.encode("utf-8", "surrogatepass")) % shard_count
 
 
 def file_digest(path):
@@ -109,11 +116,38 @@ def image_path(data_root, json_path, file_name):
     return path
 
 
+# What the infer stage's decoder (torchvision's decode_image) reads, as Pillow names the formats;
+# MPO is a JPEG holding extra pictures (phone cameras): the decoder reads its first, as viewers do.
+DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP"}
+
+
+def image_header_problem(path):
+    """Why the image file is not one frame of a format the decoder reads, from its header alone
+    (Pillow's `Image.open` decodes no pixels), or None. Files Pillow cannot identify (empty,
+    corrupt) are left to the infer stage and its `infer.on_bad_image`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            kind, frames = image.format, getattr(image, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    if kind not in DECODABLE_FORMATS:
+        return (
+            f"is a {kind} image, which the decoder cannot read "
+            f"({', '.join(sorted(DECODABLE_FORMATS - {'MPO'}))}); convert it to PNG or JPEG"
+        )
+    if frames > 1 and kind != "MPO":
+        return f"holds {frames} frames ({kind}); export its first frame as a single image"
+    return None
+
+
 def image_fingerprint(json_path, data_root):
     """Digest of (file_name, size, mtime) of every image a COCO json lists, for the manifest
-    rule's params: a changed, added or removed image reruns the manifest (which then hashes the
-    images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
-    more than the stats); '' if the json can't be read: the manifest stage reports why."""
+        rule's params: a changed, added or removed image reruns the manifest (which then hashes the
+        images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
+        more than the stats); '' if the json can't be read: the manifest stage reports why (also
+    for any value the json allows: this runs while the DAG is built, before validation)."""
     try:
         names = [image["file_name"] for image in read_json_or_none(json_path)["images"]]
     except (KeyError, TypeError, AttributeError):
@@ -122,9 +156,10 @@ def image_fingerprint(json_path, data_root):
     for name in names:
         try:
             stat = os.stat(os.path.join(data_root, str(name)))
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            record = f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
         except (OSError, ValueError):
-            digest.update(f"{name}\0missing\n".encode())
+            record = f"{name}\0missing\n"
+        digest.update(record.encode("utf-8", "surrogatepass"))  # the manifest refuses non-UTF-8
     return digest.hexdigest()
 
 
@@ -135,11 +170,15 @@ def build_manifest(
     given its shard. Categories are renamed with `category_map`; images above `max_pixels` are
     refused."""
     coco = load_coco(json_path)
+    json_sha1 = file_digest(json_path)
     validate_coco(json_path, coco, class_names, category_map, max_pixels)
     root = Path(data_root).resolve()
     entries = []
     for image in coco["images"]:
         path = image_path(data_root, json_path, image["file_name"])
+        problem = image_header_problem(path)
+        if problem:
+            raise SegsubmitError(f"{json_path}: {image['file_name']!r} ({path}) {problem}")
         entries.append(
             ManifestEntry(
                 id=image["id"],
@@ -151,7 +190,17 @@ def build_manifest(
                 sha1=file_digest(path),
             )
         )
-    return Manifest(str(data_root), tuple(entries))
+    return Manifest(str(data_root), tuple(entries), json_sha1)
+
+
+def check_json_unchanged(manifest, json_path):
+    """One line when the json differs from the one `manifest` was built from (edited during the
+    run): a later stage would read ids or annotations the manifest never validated."""
+    if manifest.json_sha1 and file_digest(json_path) != manifest.json_sha1:
+        raise SegsubmitError(
+            f"{json_path}: changed since the manifest read it (sha1 {manifest.json_sha1[:12]}); "
+            "run snakemake again: the manifest and the jobs after it rerun on the new json"
+        )
 
 
 def write_manifest(manifest, manifest_path, shard_paths):

@@ -35,6 +35,32 @@ BASE_PALETTE = (
     (250, 190, 212),
 )
 OUT_OF_RANGE_COLOUR = (255, 255, 255)
+# Bounds on every figure's cost whatever the class count (the schema allows 256): above
+# LABELED_CLASSES, no per-class text in charts and at most that many tick labels; no figure side
+# beyond MAX_INCHES (at 100 dpi).
+LABELED_CLASSES = 40
+MAX_INCHES = 16
+
+
+def literal(text):
+    """User text (class and file names) as matplotlib draws it literally: `$` would start
+    mathtext (an unbalanced one fails the figure)."""
+    return str(text).replace("$", r"\$")
+
+
+def tick_stride(count, limit=LABELED_CLASSES):
+    """Label every n-th of `count` ticks so that at most `limit` are labelled."""
+    return max(1, -(-count // limit))
+
+
+def set_class_ticks(axes, class_names, axis="y", rotation=0):
+    """Class-name ticks on `axis`, every `tick_stride`-th class (index and name)."""
+    positions = np.arange(0, len(class_names), tick_stride(len(class_names)))
+    labels = [literal(f"{i} {class_names[i]}") for i in positions]
+    if axis == "y":
+        axes.set_yticks(positions, labels)
+    else:
+        axes.set_xticks(positions, labels, rotation=rotation, ha="right" if rotation else "center")
 
 
 def class_palette(num_classes):
@@ -174,7 +200,9 @@ def new_figure(width, height):
     """A matplotlib Figure on the Agg canvas (no pyplot, no global state)."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return Figure(
+        figsize=(min(width, MAX_INCHES), min(height, MAX_INCHES)), dpi=100, layout="constrained"
+    )
 
 
 def iou_bar_figure(scores, class_names):
@@ -184,10 +212,11 @@ def iou_bar_figure(scores, class_names):
     values = [np.nan if v is None else v for v in scores["per_class_iou"]]
     positions = np.arange(len(class_names))
     axes.barh(positions, np.nan_to_num(values), color=class_palette(len(class_names)) / 255)
-    for position, value in zip(positions, values, strict=True):
-        axes.text(np.nan_to_num(value) + 0.01, position, _format_iou(value), va="center")
+    if len(class_names) <= LABELED_CLASSES:
+        for position, value in zip(positions, values, strict=True):
+            axes.text(np.nan_to_num(value) + 0.01, position, _format_iou(value), va="center")
     axes.axvline(scores["miou"], color="grey", linestyle="--")
-    axes.set_yticks(positions, class_names)
+    set_class_ticks(axes, class_names)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.12)
     axes.set_xlabel("IoU")
@@ -199,7 +228,8 @@ def iou_bar_figure(scores, class_names):
 
 
 def confusion_figure(confusion, class_names):
-    """Heatmap of the confusion matrix normalised per true class, counts written in."""
+    """Heatmap of the confusion matrix normalised per true class, counts written in (up to
+    LABELED_CLASSES classes; above, the heatmap alone: one image whatever the class count)."""
     confusion = np.asarray(confusion, dtype=np.int64)
     totals = confusion.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -207,13 +237,13 @@ def confusion_figure(confusion, class_names):
     size = 0.55 * len(class_names) + 2.5
     figure = new_figure(size + 1.5, size)
     axes = figure.add_subplot()
-    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ticks = np.arange(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, class_names)
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    set_class_ticks(axes, class_names, "x", rotation=45)
+    set_class_ticks(axes, class_names)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
-    for row, column in zip(*np.nonzero(confusion), strict=True):
+    cells = zip(*np.nonzero(confusion), strict=True) if len(class_names) <= LABELED_CLASSES else ()
+    for row, column in cells:
         colour = "white" if share[row, column] > 0.5 else "black"
         text = f"{share[row, column]:.2f}\n{confusion[row, column]}"
         axes.text(column, row, text, ha="center", va="center", fontsize=6, color=colour)
@@ -222,14 +252,21 @@ def confusion_figure(confusion, class_names):
     return figure
 
 
-def add_legend(figure, class_names, palette):
-    """A legend of every class's colour under the figure."""
+def add_legend(figure, class_names, palette, label_maps=None):
+    """A legend of the classes' colours under the figure: those present in `label_maps` (all
+    when None), at most LABELED_CLASSES of them."""
     from matplotlib.patches import Patch
 
+    shown = range(len(class_names))
+    if label_maps is not None:
+        present = np.unique(np.concatenate([np.unique(np.asarray(m)) for m in label_maps]))
+        shown = [int(i) for i in present if i < len(class_names)]
     handles = [
-        Patch(facecolor=np.asarray(colour) / 255, edgecolor="grey", label=f"{index} {name}")
-        for index, (name, colour) in enumerate(zip(class_names, palette, strict=True))
+        Patch(facecolor=palette[i] / 255, edgecolor="grey", label=literal(f"{i} {class_names[i]}"))
+        for i in list(shown)[:LABELED_CLASSES]
     ]
+    if not handles:
+        return
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
 
 
@@ -251,8 +288,9 @@ def samples_figure(samples, class_names):
             axes.set_xticks([])
             axes.set_yticks([])
             axes.set_title(label, fontsize=9)
-        row[0].set_ylabel(sample["title"], fontsize=8)
-    add_legend(figure, class_names, palette)
+        row[0].set_ylabel(literal(sample["title"]), fontsize=8)
+    maps = [m for sample in samples for m in (sample["truth"], sample["prediction"])]
+    add_legend(figure, class_names, palette, maps)
     return figure
 
 
@@ -443,8 +481,10 @@ def interpolation_figure(
     where = f"{title}: rows {top}-{top + side - 1}, columns {left}-{left + side - 1}"
     if not changed.any():
         where += " (nearest and bilinear agree on every pixel of every image)"
-    figure.suptitle(where, fontsize=9)
-    add_legend(figure, class_names, palette)
+    figure.suptitle(literal(where), fontsize=9)
+    add_legend(
+        figure, class_names, palette, [np.asarray(m)[window] for m in (truth, nearest, bilinear)]
+    )
     return figure
 
 
@@ -479,7 +519,7 @@ def runtimes_figure(runtimes):
     axes.barh(positions, slowest, height=0.4, color="tab:orange", label="slowest job")
     for position, rule, total in zip(positions, rules, totals, strict=True):
         axes.text(total, position, f" {total:.1f} s, {len(runtimes[rule])} job(s)", va="center")
-    axes.set_yticks(positions, rules)
+    axes.set_yticks(positions, [literal(rule) for rule in rules])
     axes.invert_yaxis()
     axes.set_xlim(0, max(totals) * 1.35)
     axes.set_xlabel("wall time (s), from benchmark files")

@@ -113,3 +113,38 @@ def test_schema_errors_name_the_key_and_allowed_values(config_text, expected):
     with pytest.raises(SegsubmitError) as error:
         prepare_config(config)
     assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("results", "out/{run}", "results: 'out/{run}' contains '{' or '}', which Snakemake"),
+        ("data.root", "da{ta", "data.root: 'da{ta' contains"),
+        ("data.coco_json", "{split}_{year}.json", r"only \{split\} is replaced"),
+        ("data.coco_json", "{split}}.json", "data.coco_json:"),
+        ("model.weights", "model{1}.pt", r"model.weights: 'model\{1\}.pt' contains"),
+    ],
+)
+def test_wildcard_braces_in_paths_are_refused(workdir, key, value, message):
+    config = user_config(model={"weights": "model.pt"})
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(SegsubmitError, match=message) as error:
+        check_config(config, workdir)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("results", ["data", "data/results", ".", "./data/../data"])
+def test_results_overlapping_the_data_folder_are_refused(workdir, results):
+    config = user_config(model={"weights": "model.pt"})
+    config["results"] = results
+    with pytest.raises(SegsubmitError, match="results: .* overlaps data.root 'data'") as error:
+        check_config(config, workdir)
+    assert "\n" not in str(error.value)
+
+
+def test_results_beside_the_data_folder_and_demo_data_inside_results_pass(workdir):
+    config = user_config(model={"weights": "model.pt"})
+    config["results"] = "data-results"  # a sibling whose name starts like the data folder's
+    check_config(config, workdir)
+    check_config(default_config(), workdir)  # demo data lives in results/demo by design

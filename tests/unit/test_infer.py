@@ -321,3 +321,31 @@ def test_nonsense_predictions_are_loud(tmp_path, caplog, change, warning):
                      CLASSES, [8, 8])  # fmt: skip
     report = json.loads((out / "submission.valid.json").read_text())
     assert report["valid"] and any(warning in line for line in report["warnings"])
+
+
+def prefixed(state_dict, prefix):
+    return {prefix + key: value for key, value in state_dict.items()}
+
+
+@pytest.mark.parametrize(
+    ("wrap", "cause"),
+    [
+        (lambda sd: {"epoch": 3, "state_dict": prefixed(sd, "model.")}, "under 'state_dict'"),
+        (lambda sd: prefixed(sd, "model."), "keys carry a 'model.' prefix"),
+        (lambda sd: prefixed(sd, "module."), "keys carry a 'module.' prefix"),
+    ],
+)
+def test_a_refused_checkpoint_names_a_few_keys_and_the_likely_cause(tmp_path, wrap, cause):
+    """Not the 9,000-character list of every missing key: counts, the first few, the cause."""
+    weights = save_random_model(tmp_path / "model.pt")
+    torch.save(wrap(torch.load(weights, weights_only=True)), tmp_path / "wrapped.pt")
+    settings = model_settings(
+        "torchvision",
+        str(tmp_path / "wrapped.pt"),
+        options={"architecture": "lraspp_mobilenet_v3_large"},
+    )
+    with pytest.raises(SegsubmitError, match=r"\d+ missing \(backbone\.") as error:
+        load_predictor(settings)
+    message = str(error.value)
+    assert cause in message and "unexpected" in message
+    assert "\n" not in message and len(message) < 700

@@ -7,7 +7,8 @@ from conftest import CLASSES, make_dataset
 
 from segsubmit.errors import SegsubmitError
 from segsubmit.ground_truth import validated_dataset
-from segsubmit.manifest import build_manifest, file_digest, shard_of
+from segsubmit.manifest import build_manifest, file_digest, image_fingerprint, shard_of
+from segsubmit.summary import checkpoint_note
 
 
 @pytest.fixture
@@ -224,3 +225,72 @@ def test_missing_area_is_computed_and_annotations_renumbered(dataset):
     annotations = validated_dataset(dataset / "val.json", CLASSES)["annotations"]
     assert [a["id"] for a in annotations] == list(range(1, len(annotations) + 1))
     assert all(a["area"] > 0 for a in annotations)
+
+
+def latin1_name(coco):
+    """A file_name as os.listdir + json.dumps write a Latin-1 name: a lone surrogate escape."""
+    coco["images"][0]["file_name"] = "caf\udce9.jpg"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["images"][0].update(id=2**63), r"images\[0\].id must be within int64"),
+        (lambda c: c["images"][0].update(id=-(2**63) - 1), "within int64"),
+        (
+            lambda c: c["categories"][0].update(id=10**30),
+            r"categories\[0\].id must be within int64",
+        ),
+        (latin1_name, r"file_name 'caf\\udce9.jpg' is not valid UTF-8 .*rename the file"),
+    ],
+)
+def test_values_later_stages_cannot_hold_are_refused(dataset, change, message):
+    """The json allows them; the label files (int64 ids) and UTF-8 paths do not. While the DAG
+    is planned (fingerprint, dry-run note) they pass without a traceback; the manifest refuses."""
+    json_path = edit_json(dataset, change)
+    assert len(image_fingerprint(json_path, dataset)) == 40
+    assert "6 images" in checkpoint_note("val", json_path, 2)
+    with pytest.raises(SegsubmitError, match=message) as error:
+        build(dataset)
+    assert str(json_path) in str(error.value) and "\n" not in str(error.value)
+
+
+def save_frames(path, count, **options):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 32), (40 * index, 0, 0)) for index in range(count)]
+    frames[0].save(path, save_all=count > 1, append_images=frames[1:], **options)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "count", "message"),
+    [
+        ("gif", 3, r"holds 3 frames \(GIF\); export its first frame"),
+        ("webp", 2, r"holds 2 frames \(WEBP\)"),
+        ("png", 2, r"holds 2 frames \(PNG\)"),  # APNG
+        ("tiff", 3, "is a TIFF image, which the decoder cannot read"),
+        ("bmp", 1, "is a BMP image, which the decoder cannot read .*convert it to PNG or JPEG"),
+    ],
+)
+def test_multi_frame_and_undecodable_images_are_refused_at_the_manifest(
+    dataset, suffix, count, message
+):
+    """Found from the headers before any inference (they used to fail at inference, after other
+    shards ran, or as a size mismatch against a json that is right)."""
+    coco = json.loads((dataset / "val.json").read_text())
+    name = coco["images"][1]["file_name"]
+    save_frames(dataset / f"{name}.{suffix}", count)
+    json_path = edit_json(dataset, lambda c: c["images"][1].update(file_name=f"{name}.{suffix}"))
+    with pytest.raises(SegsubmitError, match=message) as error:
+        build(dataset)
+    assert str(json_path) in str(error.value) and f"{name}.{suffix}" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_single_frame_gif_and_webp_pass(dataset):
+    coco = json.loads((dataset / "val.json").read_text())
+    for index, suffix in ((1, "gif"), (2, "webp")):
+        save_frames(dataset / f"single.{suffix}", 1)
+        coco["images"][index]["file_name"] = f"single.{suffix}"
+    (dataset / "val.json").write_text(json.dumps(coco))
+    assert len(build(dataset)) == 6

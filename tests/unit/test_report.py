@@ -154,3 +154,61 @@ def test_benchmark_runtimes_and_figures_are_written_as_png(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"{name}.png" for name in figures
     )  # no temporary files left behind
+
+
+def all_figures(class_names, title):
+    """Every per-split figure of `class_names` on blob maps, drawn (as PNG bytes)."""
+    import io
+
+    count = len(class_names)
+    rng = np.random.default_rng(0)
+    truths = rng.integers(0, count, (6, 64, 64)).astype(np.uint8)
+    predictions = rng.integers(0, count, (6, 64, 64)).astype(np.uint8)
+    scores = score_images(truths, predictions, count)
+    comparison, _ = compare_interpolations([predictions], [truths[:, ::2, ::2]], (32, 32), count)
+    nearest, bilinear = (
+        resize_label_maps(predictions[:1], (32, 32), "albumentations", mode)[0]
+        for mode in ("nearest", "bilinear")
+    )
+    image = np.zeros((64, 64, 3), np.uint8)
+    samples = [{"title": title, "image": image, "truth": t, "prediction": p}
+               for t, p in zip(truths, predictions, strict=True)]  # fmt: skip
+    figures = [
+        iou_bar_figure(scores, class_names),
+        confusion_figure(scores["confusion_matrix"], class_names),
+        samples_figure(samples, class_names),
+        interpolation_figure(
+            comparison, truths[0, ::2, ::2], nearest, bilinear, title, class_names
+        ),
+    ]
+    pngs = []
+    for figure in figures:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        pngs.append(buffer.getvalue())
+    return pngs, score_table_html({"32x32": scores}, class_names, comparison)
+
+
+def test_user_text_is_drawn_literally():
+    """Class and file names holding mathtext ($), backslashes, underscores or HTML are drawn as
+    written: no figure fails (an unbalanced `$` did, after the CSV and score were written)."""
+    names = ["Back$ground", "x$a_b_c$y", "$\\frac$", "back\\slash", "under_score", "<b>&amp;"]
+    pngs, page = all_figures(names + CLASSES[len(names) :], "batch_01/we$ird_\\name$.jpg")
+    assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in pngs)
+    assert "&lt;b&gt;&amp;amp;" in page and "<b>" not in page.split("<body>")[1]
+
+
+def test_figures_cost_is_bounded_with_256_classes():
+    """The schema allows 256 classes: every figure stays within a bounded size, time and
+    memory (per-cell text and one tick per class made them take GBs and tens of seconds)."""
+    import resource
+    import time
+
+    names = [f"class {index}" for index in range(256)]
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    started = time.perf_counter()
+    pngs, _ = all_figures(names, "a.jpg")
+    seconds = time.perf_counter() - started
+    growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert seconds < 30 and growth_mb < 1024, (seconds, growth_mb)
+    assert max(len(png) for png in pngs) < 5_000_000

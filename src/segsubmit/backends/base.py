@@ -139,11 +139,11 @@ def state_dict_mismatch(state_dict, model):
     model's order; other_shape: (key, checkpoint shape, model shape)."""
     own = model.state_dict()
     missing = [key for key in own if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in own]
+    unexpected = [str(key) for key in state_dict if key not in own]
     other_shape = [
-        (key, tuple(state_dict[key].shape), tuple(value.shape))
+        (key, tuple(getattr(state_dict[key], "shape", ())), tuple(value.shape))
         for key, value in own.items()
-        if key in state_dict and tuple(state_dict[key].shape) != tuple(value.shape)
+        if key in state_dict and tuple(getattr(state_dict[key], "shape", ())) != tuple(value.shape)
     ]
     return missing, unexpected, other_shape
 
@@ -163,6 +163,35 @@ def mismatch_summary(missing, unexpected, other_shape):
             f"{ours}{more})"
         )
     return "; ".join(parts)
+
+
+def likely_key_cause(state_dict, expected_keys):
+    """What usually makes a checkpoint's keys miss the model's: a training checkpoint holding the
+    state dict under a key (Lightning's {"state_dict": ...}), or a wrapper prefix on every key
+    ("model.", "module."); '' when neither fits."""
+    container = next((k for k in CHECKPOINT_CONTAINERS if isinstance(state_dict.get(k), dict)), "")
+    if container:
+        inner = likely_key_cause(state_dict[container], expected_keys)
+        return (
+            f"a training checkpoint with the weights under {container!r} (as Lightning saves "
+            f"them); save torch.save(checkpoint[{container!r}], path)"
+        ) + (f"; then {inner}" if inner else "")
+    expected = set(expected_keys)
+    for prefix in stacked_prefixes():
+        if sum(1 for k in state_dict if k.startswith(prefix) and k[len(prefix) :] in expected):
+            return (
+                f"its keys carry a {prefix!r} prefix (a Lightning module's attribute, "
+                "DataParallel's 'module.'); strip it from every key before saving"
+            )
+    return ""
+
+
+def key_mismatch_line(state_dict, model):
+    """One line for a state dict that does not fit `model`: counts and first keys of the missing,
+    unexpected and other-shaped ones, and the likely cause when one fits."""
+    summary = mismatch_summary(*state_dict_mismatch(state_dict, model))
+    cause = likely_key_cause(state_dict, model.state_dict().keys())
+    return f"{summary}; likely cause: {cause}" if cause else summary
 
 
 class Predictor:

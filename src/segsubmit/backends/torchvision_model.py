@@ -4,7 +4,7 @@ loaded strictly."""
 import torchvision
 
 from ..errors import SegsubmitError
-from .base import NormalizedModelPredictor, load_state_dict
+from .base import NormalizedModelPredictor, key_mismatch_line, load_state_dict
 
 
 def build_torchvision_model(architecture, num_classes):
@@ -29,9 +29,8 @@ def load_torchvision(settings, device):
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
-        first_problem = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise SegsubmitError(
             f"{settings.weights}: weights do not fit {architecture} with "
-            f"{settings.num_classes} classes ({first_problem})"
+            f"{settings.num_classes} classes ({key_mismatch_line(state_dict, model)})"
         ) from err
     return NormalizedModelPredictor(model, settings, device)
