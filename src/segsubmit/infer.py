@@ -20,6 +20,7 @@ from .images import decode_rgb
 from .labels import label_shard_writer
 from .logs import format_rate
 from .manifest import Manifest
+from .tta import with_tta
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +284,9 @@ def log_peak_memory():
     log.info("infer: peak memory %.2f GiB, largest child process %.2f GiB", own, children)
 
 
-def infer_stage(shard_path, labels_path, model, infer):
+def infer_stage(shard_path, labels_path, model, infer, tta=None):
     """Stage entry: predict every image of a shard (`model`: `settings.ModelSettings`, `infer`:
-    `settings.InferSettings`); write its argmax label maps.
+    `settings.InferSettings`, `tta`: `settings.TTASettings`); write its argmax label maps.
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
     process and decode the first batches while the model is built and the GPU initialised.
@@ -307,7 +308,7 @@ def infer_stage(shard_path, labels_path, model, infer):
         loader = iter(
             shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels)
         )  # iter() forks the workers now
-    predictor = load_predictor(model, device)
+    predictor = with_tta(load_predictor(model, device), tta)
     probe_predictor(predictor, shard.sizes(), transform)
     log.info(
         "infer: %d images on %s with %s; model ready %.2f s after the stage started",
@@ -316,6 +317,8 @@ def infer_stage(shard_path, labels_path, model, infer):
         model.backend,
         time.perf_counter() - started,
     )
+    if tta is not None and tta.enabled:
+        log.info("infer: test-time augmentation, %d views per image (%s)", tta.views, tta)
     if loader is None:
         batch_size = largest_batch_size(predictor, transform, entries[0]) if entries else 1
         loader = shard_loader(

@@ -79,6 +79,30 @@ class InferSettings:
         return cls(**{item.name: infer[item.name] for item in fields(cls)})
 
 
+@dataclass(frozen=True)
+class TTASettings:
+    """Test-time augmentation (`infer.tta`): every combination of the listed flips (each off
+    and on) with each scale, merged by the mean of softmax probabilities (`prob_mean`) or of
+    logits (`logit_mean`). The defaults are no augmentation: the plain predictor."""
+
+    flips: tuple = ()
+    scales: tuple = (1.0,)
+    merge: str = "prob_mean"
+
+    @classmethod
+    def from_config(cls, section):
+        return cls(tuple(section["flips"]), tuple(map(float, section["scales"])), section["merge"])
+
+    @property
+    def enabled(self):
+        return bool(self.flips) or self.scales != (1.0,)
+
+    @property
+    def views(self):
+        """Forward passes per image."""
+        return len(self.scales) * 2 ** len(self.flips)
+
+
 def as_params(settings):
     """A settings dataclass as the plain dict a rule's `params:` holds."""
     return asdict(settings)

@@ -13,7 +13,7 @@ from segsubmit.layout import JOB_PATTERNS, Layout
 from segsubmit.ground_truth import mask_path
 from segsubmit.manifest import Manifest, image_fingerprint
 from segsubmit.plugins import backend_named, format_named
-from segsubmit.settings import InferSettings, ModelSettings, as_params
+from segsubmit.settings import InferSettings, ModelSettings, TTASettings, as_params
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
 LAYOUT = Layout(config["results"])

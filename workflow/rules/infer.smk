@@ -16,6 +16,7 @@ INFER_PARAMS = dict(
     shard="{shard}",
     model=as_params(MODEL),
     infer=as_params(InferSettings.from_config(config)),
+    tta=as_params(TTASettings.from_config(config["infer"]["tta"])),
     code=rule_digest("infer"),
 )
 

@@ -2,7 +2,7 @@
 
 from segsubmit.infer import infer_stage
 from segsubmit.logs import run_stage
-from segsubmit.settings import InferSettings, ModelSettings, from_params
+from segsubmit.settings import InferSettings, ModelSettings, TTASettings, from_params
 
 run_stage(
     snakemake.log[0],
@@ -12,4 +12,5 @@ run_stage(
     labels_path=snakemake.output[0],
     model=from_params(ModelSettings, snakemake.params.model),
     infer=from_params(InferSettings, snakemake.params.infer),
+    tta=from_params(TTASettings, snakemake.params.tta),
 )

@@ -204,8 +204,8 @@ class Predictor:
       at the original `size` (H, W), on the device. `predict` chains the two.
 
     This base class implements `predict_prepared` for models that output logits: subclasses
-    implement `logits(batch)` -> float (N, C, h, w); logits are resized bilinearly to `size` if
-    needed.
+    implement `logits(batch)` -> float (N, C, h, w); `scores(prepared, size)` checks them and
+    resizes them bilinearly to `size` if needed (what `segsubmit.tta` wraps).
 
     `nonfinite` counts the images whose logits held NaN or infinity (a device tensor, read once
     per shard: no synchronisation per batch).
@@ -226,9 +226,8 @@ class Predictor:
     def model_input(self, batch):
         return batch
 
-    @torch.inference_mode()
-    def predict_prepared(self, prepared, size):
-        """Argmax labels at `size`, uint8, on the device."""
+    def scores(self, prepared, size):
+        """Checked logits (N, C, H, W) at `size`, resized bilinearly if the model's differ."""
         with autocast_context(self.device, self.precision):
             scores = model_logits(self.logits(prepared), self.output_keys, self.source)
         check_logits(scores, len(prepared), self.num_classes, self.source)
@@ -236,7 +235,12 @@ class Predictor:
             scores = torch.nn.functional.interpolate(
                 scores.float(), size=tuple(size), mode="bilinear", align_corners=False
             )
-        return self.argmax_labels(scores)
+        return scores
+
+    @torch.inference_mode()
+    def predict_prepared(self, prepared, size):
+        """Argmax labels at `size`, uint8, on the device."""
+        return self.argmax_labels(self.scores(prepared, size))
 
     def argmax_labels(self, scores):
         """uint8 argmax of (N, C, H, W) logits, counting images with non-finite logits."""
