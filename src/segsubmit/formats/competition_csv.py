@@ -141,7 +141,11 @@ def prediction_summary(text):
         return None
     values = (chars[starts] - 48).astype(np.int64) * 10 + (chars[starts + 1] - 48)
     values[three] = values[three] * 10 + (chars[starts[three] + 2] - 48)
-    return count, int(values.max())
+    alone = (
+        digits & ~np.concatenate(([False], digits[:-1])) & ~np.concatenate((digits[1:], [False]))
+    )
+    largest_alone = int(chars[alone].max()) - 48 if alone.any() else 0  # "00 7": 7, not 0
+    return count, max(int(values.max()), largest_alone)
 
 
 def _row_problem(row, expected_name, pixel_count, num_classes):
