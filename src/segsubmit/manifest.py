@@ -142,23 +142,31 @@ def image_header_problem(path):
     return None
 
 
-def image_fingerprint(json_path, data_root):
-    """Digest of (file_name, size, mtime) of every image a COCO json lists, for the manifest
-        rule's params: a changed, added or removed image reruns the manifest (which then hashes the
-        images' bytes) without making each image a Snakemake input (819 inputs cost the no-op run
-        more than the stats); '' if the json can't be read: the manifest stage reports why (also
-    for any value the json allows: this runs while the DAG is built, before validation)."""
+def image_record(path, mode):
+    """What the fingerprint holds of one image: its size and mtime (`stat`) or the sha1 of its
+    bytes (`content`); 'missing' when it can't be read."""
+    try:
+        if mode == "content":
+            return file_digest(path)
+        stat = os.stat(path)
+        return f"{stat.st_size}\0{stat.st_mtime_ns}"
+    except (OSError, ValueError):
+        return "missing"
+
+
+def image_fingerprint(json_path, data_root, mode="stat"):
+    """Digest over every image a COCO json lists of its file_name and `image_record` (`mode`:
+    data.fingerprint), for the manifest rule's params: a changed, added or removed image reruns
+    the manifest (which then hashes the images' bytes) without making each image a Snakemake
+    input (819 inputs cost the no-op run more than the stats). '' if the json can't be read: the
+    manifest stage reports why (this runs while the DAG is built, before any validation)."""
     try:
         names = [image["file_name"] for image in read_json_or_none(json_path)["images"]]
     except (KeyError, TypeError, AttributeError):
         return ""
     digest = hashlib.sha1()
     for name in names:
-        try:
-            stat = os.stat(os.path.join(data_root, str(name)))
-            record = f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
-        except (OSError, ValueError):
-            record = f"{name}\0missing\n"
+        record = f"{name}\0{image_record(os.path.join(data_root, str(name)), mode)}\n"
         digest.update(record.encode("utf-8", "surrogatepass"))  # the manifest refuses non-UTF-8
     return digest.hexdigest()
 

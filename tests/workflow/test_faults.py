@@ -111,6 +111,7 @@ def no_annotations(coco):
         ("resize: {interpolation: bilinear}", None, "resize.interpolation: bilinear invents"),
         ("", no_annotations, "data.score: split 'val' is scored but"),
         ("data: {splits: [val, tset]}", None, "data.coco_json: 'data/tset.json' resolves to"),
+        ('data: {coco_json: "{split}_{year}.json"}', None, "data.coco_json: '{split}_{year}"),
     ],
 )
 def test_config_is_refused_before_any_job_runs(user_workdir, config_text, change, expected):

@@ -166,3 +166,40 @@ def test_code_edits_rerun_only_the_rules_that_import_them(user_workdir, tmp_path
     changed = rewritten(after_metrics, output_mtimes(user_workdir))
     assert "val/labels/0.npz" in changed and "val/labels/1.npz" in changed
     assert not [path for path in changed if path.startswith(("val/manifest", "val/ground_truth"))]
+
+
+def edit_keeping_size_and_mtime(path):
+    """Flip the JPEG's pixels, keeping its byte count (bytes after the end-of-image marker are
+    ignored by decoders) and its modification time, as `exiftool -P` or `touch -r` do."""
+    import io
+    import os
+
+    size, stat = path.stat().st_size, path.stat()
+    flipped = Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    for quality in range(95, 5, -5):
+        buffer = io.BytesIO()
+        flipped.save(buffer, format="JPEG", quality=quality)
+        if len(buffer.getvalue()) <= size:
+            break
+    path.write_bytes(buffer.getvalue().ljust(size, b"\0"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_content_fingerprint_reruns_after_an_edit_keeping_size_and_mtime(user_workdir):
+    """`data.fingerprint: content` sees the edit the default (`stat`) misses by design."""
+    from segsubmit.manifest import image_fingerprint
+
+    tiny_config(user_workdir, data={"fingerprint": "content"})
+    run_snakemake(user_workdir)
+    before = output_mtimes(user_workdir)
+    json_path, root = user_workdir / "data" / "val.json", user_workdir / "data"
+    stat_before = image_fingerprint(json_path, root, "stat")
+    name = val_file_names(user_workdir)[5]
+    edit_keeping_size_and_mtime(root / name)
+    assert image_fingerprint(json_path, root, "stat") == stat_before  # what stat cannot see
+    run_snakemake(user_workdir)
+    changed = rewritten(before, output_mtimes(user_workdir))
+    assert "val/manifest.json" in changed
+    assert [p for p in changed if p.startswith("val/labels/")] == [
+        f"val/labels/{shard_of(name, 2)}.npz"
+    ]

@@ -91,7 +91,9 @@ def images_fingerprint(wildcards):
     return (
         ""
         if USE_DEMO_DATA
-        else image_fingerprint(coco_json(wildcards.split), DATA_ROOT)
+        else image_fingerprint(
+            coco_json(wildcards.split), DATA_ROOT, config["data"]["fingerprint"]
+        )
     )
 
 
