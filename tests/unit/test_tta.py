@@ -12,15 +12,13 @@ where we un-flip after (the same sampling, mirrored): near-ties of the argmax on
 import numpy as np
 import pytest
 import torch
+import ttach  # in the test extra: these tests run, never skip
 
 from segsubmit.backends.base import load_predictor
 from segsubmit.errors import SegsubmitError
 from segsubmit.settings import TTASettings
 from segsubmit.testing import NUM_CLASSES, model_settings
 from segsubmit.tta import TTAPredictor, flip_combinations, with_tta
-
-ttach = pytest.importorskip("ttach")
-pytest.importorskip("segmentation_models_pytorch")
 
 SCALES = (0.75, 1.0, 1.25)
 
