@@ -2,17 +2,13 @@
 validator (pycocotools `mask.decode`)."""
 
 import json
-import logging
 
 import numpy as np
 
 from ..atomic import atomic_path
 from ..coco import is_int, rle_problem
 from ..errors import SegsubmitError
-from .competition_csv import checked_label_maps
-from .options import class_ids, selected_classes
-
-log = logging.getLogger(__name__)
+from .options import class_ids, selected_classes, write_checked
 
 RECORD_KEYS = {"image_id", "category_id", "segmentation"}
 
@@ -151,15 +147,13 @@ def validate_coco_rle(path, file_names, settings, label_maps=None, name=None):
 
 
 def write_checked_coco_rle(path, file_names, label_maps, settings):
-    """The json of `label_maps()`, each map checked (size, classes) as it is encoded, under a
-    temporary name; re-read, decoded and compared with the maps, then renamed into place."""
-    size, num_classes = tuple(settings.size), settings.num_classes
-
-    def check(tmp_path):
-        return validate_coco_rle(tmp_path, file_names, settings, label_maps(), name=path)
-
-    summary = write_coco_rle(
-        path, file_names, checked_label_maps(label_maps(), size, num_classes), settings, check
+    """`options.write_checked` with this format's writer and validator."""
+    return write_checked(
+        path,
+        file_names,
+        label_maps,
+        settings,
+        write_coco_rle,
+        validate_coco_rle,
+        ("coco_rle", "records"),
     )
-    log.info("coco_rle: %d records -> %s (re-read, decoded and compared)", summary["rows"], path)
-    return summary

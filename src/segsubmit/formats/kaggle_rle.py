@@ -7,17 +7,13 @@ maps only.
 """
 
 import csv
-import logging
 import sys
 
 import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import SegsubmitError
-from .competition_csv import checked_label_maps
-from .options import selected_classes
-
-log = logging.getLogger(__name__)
+from .options import selected_classes, write_checked
 
 HEADERS = {
     "image_class_rle": ["image_name", "class", "rle"],
@@ -180,15 +176,7 @@ def validate_rle(path, file_names, settings, label_maps=None, name=None):
 
 
 def write_checked_rle(path, file_names, label_maps, settings):
-    """The RLE CSV of `label_maps()`, each map checked (size, classes) as it is encoded, under
-    a temporary name; re-read, decoded and compared with the maps, then renamed into place."""
-    size, num_classes = tuple(settings.size), settings.num_classes
-
-    def check(tmp_path):
-        return validate_rle(tmp_path, file_names, settings, label_maps(), name=path)
-
-    summary = write_rle_csv(
-        path, file_names, checked_label_maps(label_maps(), size, num_classes), settings, check
+    """`options.write_checked` with this format's writer and validator."""
+    return write_checked(
+        path, file_names, label_maps, settings, write_rle_csv, validate_rle, ("kaggle_rle", "rows")
     )
-    log.info("kaggle_rle: %d rows -> %s (re-read, decoded and compared)", summary["rows"], path)
-    return summary

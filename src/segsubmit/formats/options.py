@@ -2,7 +2,11 @@
 and their checks. Light: the declarations' `check_options` run in the main snakemake process
 while it parses the workflow (no numpy here)."""
 
+import logging
+
 from ..errors import SegsubmitError
+
+log = logging.getLogger(__name__)
 
 CLASSES_OPTION = {
     "type": ["array", "null"],
@@ -84,3 +88,22 @@ def class_ids(id_map, class_names):
     if not id_map:
         return {index: index for index in range(len(class_names))}
     return {class_names.index(name): value for name, value in id_map.items()}
+
+
+def write_checked(path, file_names, label_maps, settings, write, validate, what):
+    """A format's file of `label_maps()`, each map checked (size, classes) as it is encoded by
+    `write(path, file_names, maps, settings, check)`, under a temporary name; `check` re-reads,
+    decodes and compares it with the maps (`validate`) before it is renamed into place."""
+    from .competition_csv import checked_label_maps
+
+    size, num_classes = tuple(settings.size), settings.num_classes
+
+    def check(tmp_path):
+        return validate(tmp_path, file_names, settings, label_maps(), name=path)
+
+    summary = write(
+        path, file_names, checked_label_maps(label_maps(), size, num_classes), settings, check
+    )
+    log.info("%s: %d %s -> %s (re-read, decoded and compared)", what[0], summary["rows"],
+             what[1], path)  # fmt: skip
+    return summary

@@ -4,7 +4,6 @@ Members are stored (PNG is compressed already) with a fixed timestamp, so the sa
 the same bytes. Pixel values are the classes' label ids (`label_ids`, default the index)."""
 
 import io
-import logging
 import zipfile
 from pathlib import PurePosixPath
 
@@ -12,10 +11,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import SegsubmitError
-from .competition_csv import checked_label_maps
-from .options import class_ids
-
-log = logging.getLogger(__name__)
+from .options import class_ids, write_checked
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -157,15 +153,7 @@ def validate_png_zip(path, file_names, settings, label_maps=None, name=None):
 
 
 def write_checked_png_zip(path, file_names, label_maps, settings):
-    """The zip of `label_maps()`, each map checked (size, classes) as it is encoded, under a
-    temporary name; re-read, decoded and compared with the maps, then renamed into place."""
-    size, num_classes = tuple(settings.size), settings.num_classes
-
-    def check(tmp_path):
-        return validate_png_zip(tmp_path, file_names, settings, label_maps(), name=path)
-
-    summary = write_png_zip(
-        path, file_names, checked_label_maps(label_maps(), size, num_classes), settings, check
+    """`options.write_checked` with this format's writer and validator."""
+    return write_checked(
+        path, file_names, label_maps, settings, write_png_zip, validate_png_zip, ("png_zip", "PNGs")
     )
-    log.info("png_zip: %d PNGs -> %s (re-read, decoded and compared)", summary["rows"], path)
-    return summary
