@@ -1,6 +1,7 @@
 """Batched inference over one shard: decode in DataLoader workers, predict on the device,
 keep only uint8 argmax maps on the host."""
 
+import contextlib
 import logging
 import resource
 import sys
@@ -13,13 +14,20 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .backends.base import host_transform, load_predictor, probe_predictor, resolve_device
+from .backends.base import (
+    has_probabilities,
+    host_transform,
+    load_predictor,
+    probe_predictor,
+    resolve_device,
+)
 from .errors import SegsubmitError
 from .gpus import claim_device
 from .images import decode_rgb
 from .labels import label_shard_writer
 from .logs import format_rate
 from .manifest import Manifest
+from .probabilities import blank_outputs, derived_outputs, probability_shard_writer
 from .tta import with_tta
 
 log = logging.getLogger(__name__)
@@ -79,10 +87,20 @@ def stack_same_size(samples):
     return [position for position, _ in good], batch, failures
 
 
-def predict_with_backoff(predictor, batch, size):
-    """Predict a batch; on CUDA out-of-memory, halve it and retry (no image lost or repeated)."""
+def predict_outputs(predictor, batch, size, outputs=None):
+    """{"labels": uint8 maps, and the wanted `outputs` (a `ProbabilityOutputs`)} of a batch, on
+    the device; without `outputs` the predictor's own labels path alone."""
+    if outputs is None:
+        return {"labels": predictor.predict(batch, size)}
+    labels, probabilities = predictor.predict_probabilities(batch, size)
+    return {"labels": labels, **derived_outputs(labels, probabilities, outputs)}
+
+
+def predict_with_backoff(predictor, batch, size, outputs=None):
+    """`predict_outputs` of a batch; on CUDA out-of-memory, halve it and retry (no image lost
+    or repeated)."""
     try:
-        return predictor.predict(batch, size)
+        return predict_outputs(predictor, batch, size, outputs)
     except torch.cuda.OutOfMemoryError:
         if len(batch) == 1:
             raise
@@ -94,12 +112,9 @@ def predict_with_backoff(predictor, batch, size):
             half,
             len(batch) - half,
         )
-        return torch.cat(
-            [
-                predict_with_backoff(predictor, batch[:half], size),
-                predict_with_backoff(predictor, batch[half:], size),
-            ]
-        )
+        first = predict_with_backoff(predictor, batch[:half], size, outputs)
+        second = predict_with_backoff(predictor, batch[half:], size, outputs)
+        return {name: torch.cat([first[name], second[name]]) for name in first}
 
 
 def probe_batch(predictor, transform, entry, batch_size):
@@ -132,10 +147,10 @@ def largest_batch_size(predictor, transform, entry, limit=256):
     return fits
 
 
-def batch_predictions(loader, entries, predictor, on_bad_image):
-    """Yield (positions, uint8 label maps on the host, blank?) per batch, in loader order;
-    unusable images raise their one-line error, or with on_bad_image 'blank' come as
-    all-background maps with blank=True.
+def batch_predictions(loader, entries, predictor, on_bad_image, outputs=None):
+    """Yield (positions, {output name: host arrays}, blank?) per batch, in loader order (names:
+    "labels", the uint8 label maps, and those of `outputs`); unusable images raise their
+    one-line error, or with on_bad_image 'blank' come as all-background maps with blank=True.
 
     On CUDA the copy of batch k to (pinned) host memory is queued right behind its kernels and
     awaited only after batch k+1 was launched, so the GPU never waits for the host.
@@ -147,36 +162,47 @@ def batch_predictions(loader, entries, predictor, on_bad_image):
         launched = None
         if batch is not None:
             size = entries[positions[0]].size
-            labels = predict_with_backoff(
-                predictor, batch.to(predictor.device, non_blocking=True), size
+            predicted = predict_with_backoff(
+                predictor, batch.to(predictor.device, non_blocking=True), size, outputs
             )
-            launched = (positions, to_host_async(labels))
+            launched = (positions, to_host_async(predicted))
         if pending is not None:
             yield pending[0], finish_host_copy(pending[1]), False
         pending = launched
         for position, _ in failures:
-            yield [position], [np.zeros(entries[position].size, np.uint8)], True
+            yield [position], blank_prediction(entries[position].size, predictor, outputs), True
     if pending is not None:
         yield pending[0], finish_host_copy(pending[1]), False
 
 
-def to_host_async(labels):
-    """Start copying labels to the host; returns what `finish_host_copy` needs."""
-    if labels.device.type != "cuda":
-        return labels, None
-    host = torch.empty(labels.shape, dtype=labels.dtype, pin_memory=True)
-    host.copy_(labels, non_blocking=True)
+def blank_prediction(shape, predictor, outputs):
+    """{output name: [array]} of one unusable image: all background, nothing confident."""
+    blank = {"labels": np.zeros(shape, np.uint8)}
+    if outputs is not None:
+        blank.update(blank_outputs(shape, predictor.num_classes, outputs))
+    return {name: [array] for name, array in blank.items()}
+
+
+def to_host_async(tensors):
+    """Start copying {name: device tensor} to the host; returns what `finish_host_copy`
+    needs."""
+    if next(iter(tensors.values())).device.type != "cuda":
+        return tensors, None
+    hosts = {}
+    for name, tensor in tensors.items():
+        hosts[name] = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        hosts[name].copy_(tensor, non_blocking=True)
     done = torch.cuda.Event()
     done.record()
-    return host, done
+    return hosts, done
 
 
 def finish_host_copy(copy):
-    """Wait for a copy started by `to_host_async`; the labels as a numpy array."""
-    host, done = copy
+    """Wait for a copy started by `to_host_async`; {name: numpy array}."""
+    hosts, done = copy
     if done is not None:
         done.synchronize()
-    return host.numpy()
+    return {name: host.numpy() for name, host in hosts.items()}
 
 
 def shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels=None):
@@ -191,22 +217,26 @@ def shard_loader(entries, data_root, transform, device, batch_size, workers, max
     )
 
 
-def iter_shard_predictions(loader, entries, predictor, batch_size, workers, on_bad_image):
-    """Yield (position in `entries`, label map) for every image of `loader`'s batches (from
-    `shard_loader`), grouped by size, with progress; `batch_size` and `workers` are logged."""
+def iter_shard_predictions(
+    loader, entries, predictor, batch_size, workers, on_bad_image, outputs=None
+):
+    """Yield (position in `entries`, {output name: array}) for every image of `loader`'s
+    batches (from `shard_loader`), grouped by size, with progress; `batch_size` and `workers`
+    are logged."""
     blank_files = []
     started = time.perf_counter()
-    batches = batch_predictions(loader, entries, predictor, on_bad_image)
+    batches = batch_predictions(loader, entries, predictor, on_bad_image, outputs)
     with (
         logging_redirect_tqdm(),  # log lines go above the bar instead of through it
         tqdm(total=len(entries), desc="infer", unit="img", file=sys.stderr) as progress,
     ):
-        for positions, label_maps, blank in batches:
+        for positions, predicted, blank in batches:
             if not progress.n:
                 log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
             if blank:
                 blank_files.extend(entries[position].file_name for position in positions)
-            yield from zip(positions, label_maps, strict=True)
+            for index, position in enumerate(positions):
+                yield position, {name: arrays[index] for name, arrays in predicted.items()}
             progress.update(len(positions))
     seconds = time.perf_counter() - started
     log.info(
@@ -245,19 +275,40 @@ def prediction_warnings(labels_path, image_count, nonfinite_count, uniform_class
     return warnings
 
 
+def output_writers(stack, outputs, entries, num_classes):
+    """{output name: add(image_id, array)} of the wanted `outputs`' shard files, entered on
+    `stack` (each file appears only once complete)."""
+    count, total_pixels = len(entries), sum(entry.height * entry.width for entry in entries)
+    sizes = {"area_labels": count * outputs.size[0] * outputs.size[1] if outputs.size else 0}
+    writers = {}
+    for name, path in outputs.paths.items():
+        if name == "probabilities":
+            writer = probability_shard_writer(path, count, num_classes, outputs.size)
+        else:
+            writer = label_shard_writer(path, sizes.get(name, total_pixels))
+        writers[name] = stack.enter_context(writer)
+    return writers
+
+
 def predict_shard_to_file(
-    loader, entries, predictor, batch_size, workers, on_bad_image, labels_path
+    loader, entries, predictor, batch_size, workers, on_bad_image, labels_path, outputs=None
 ):
-    """Stream every image's label map into `labels_path` as it is predicted (flat memory),
-    with the shard's `prediction_warnings` (also logged)."""
+    """Stream every image's label map into `labels_path` (and the wanted `outputs` into
+    theirs) as it is predicted (flat memory), with the shard's `prediction_warnings` (also
+    logged)."""
     total_pixels = sum(entry.height * entry.width for entry in entries)
     predictions = iter_shard_predictions(
-        loader, entries, predictor, batch_size, workers, on_bad_image
+        loader, entries, predictor, batch_size, workers, on_bad_image, outputs
     )
     warnings, uniform_classes = [], set()
-    with label_shard_writer(labels_path, total_pixels, warnings) as add:
-        for position, label_map in predictions:
+    with contextlib.ExitStack() as stack:
+        add = stack.enter_context(label_shard_writer(labels_path, total_pixels, warnings))
+        extra = output_writers(stack, outputs, entries, predictor.num_classes) if outputs else {}
+        for position, predicted in predictions:
+            label_map = predicted["labels"]
             add(entries[position].id, label_map)
+            for name, add_extra in extra.items():
+                add_extra(entries[position].id, predicted[name])
             low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
             if uniform_classes is not None:
                 uniform_classes = uniform_classes | {int(low)} if low == high else None
@@ -284,9 +335,11 @@ def log_peak_memory():
     log.info("infer: peak memory %.2f GiB, largest child process %.2f GiB", own, children)
 
 
-def infer_stage(shard_path, labels_path, model, infer, tta=None):
+def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
     """Stage entry: predict every image of a shard (`model`: `settings.ModelSettings`, `infer`:
-    `settings.InferSettings`, `tta`: `settings.TTASettings`); write its argmax label maps.
+    `settings.InferSettings`, `tta`: `settings.TTASettings`); write its argmax label maps, and
+    the outputs derived from class probabilities that `outputs` (a
+    `probabilities.ProbabilityOutputs`) asks for.
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
     process and decode the first batches while the model is built and the GPU initialised.
@@ -309,6 +362,11 @@ def infer_stage(shard_path, labels_path, model, infer, tta=None):
             shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels)
         )  # iter() forks the workers now
     predictor = with_tta(load_predictor(model, device), tta)
+    if outputs is not None and not has_probabilities(predictor):
+        raise SegsubmitError(
+            f"model.backend {model.backend}: its predictor gives no class probabilities, which "
+            "ensembles, resize.interpolation: probability and pseudo_labels.threshold need"
+        )
     probe_predictor(predictor, shard.sizes(), transform)
     log.info(
         "infer: %d images on %s with %s; model ready %.2f s after the stage started",
@@ -325,6 +383,6 @@ def infer_stage(shard_path, labels_path, model, infer, tta=None):
             entries, data_root, transform, device, batch_size, workers, max_pixels
         )
     predict_shard_to_file(
-        loader, entries, predictor, batch_size, workers, infer.on_bad_image, labels_path
+        loader, entries, predictor, batch_size, workers, infer.on_bad_image, labels_path, outputs
     )
     log_peak_memory()

@@ -58,10 +58,11 @@ HEADER_READERS = {
 }
 
 
-def _stored_uint8_offset(path, archive, name):
-    """File offset of the data of a stored (uncompressed), non-empty uint8 .npy member of a
-    zip; None for anything else (then numpy reads it the usual way)."""
-    info = archive.getinfo(name)
+def stored_member(path, name):
+    """(file offset of the data, shape, dtype) of the .npy member `name` of the zip at `path`;
+    None when it is compressed or has a header version numpy's readers here do not know."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name)
     if info.compress_type != zipfile.ZIP_STORED:
         return None
     with open(path, "rb") as handle:
@@ -74,9 +75,16 @@ def _stored_uint8_offset(path, archive, name):
             return None
         shape, fortran_order, dtype = HEADER_READERS[version](handle)
         offset = handle.tell()
-    if fortran_order or dtype != np.uint8 or not np.prod(shape):
+    return None if fortran_order else (offset, shape, dtype)
+
+
+def _stored_uint8_offset(path, name):
+    """(offset, shape) of a stored (uncompressed), non-empty uint8 .npy member of a zip; None
+    for anything else (then numpy reads it the usual way)."""
+    stored = stored_member(path, name)
+    if stored is None or stored[2] != np.uint8 or not np.prod(stored[1]):
         return None
-    return offset, shape
+    return stored[0], stored[1]
 
 
 class LabelShard:
@@ -86,8 +94,7 @@ class LabelShard:
 
     def __init__(self, path):
         self.path = path
-        with zipfile.ZipFile(path) as archive:
-            stored = _stored_uint8_offset(path, archive, "labels.npy")
+        stored = _stored_uint8_offset(path, "labels.npy")
         with np.load(path) as shard:
             image_ids, self.shapes = shard["image_ids"], shard["shapes"]
             self.flat = None if stored else shard["labels"]
@@ -137,8 +144,7 @@ def read_label_shard(path):
     """(image_ids, HxW uint8 label maps) from a file written by `write_label_shard`; the maps
     are views of one (copy-on-write) memory map of the file: one (N, H, W) array when they all
     have one size, else a list."""
-    with zipfile.ZipFile(path) as archive:
-        stored = _stored_uint8_offset(path, archive, "labels.npy")
+    stored = _stored_uint8_offset(path, "labels.npy")
     # copy-on-write: readers get writable arrays (torch.from_numpy needs them), the file is safe
     flat = stored and np.memmap(path, np.uint8, "c", stored[0], stored[1]).view(np.ndarray)
     with np.load(path) as shard:

@@ -133,8 +133,8 @@ def predict_shard(
     predictions = iter_shard_predictions(
         loader, entries, predictor, batch_size, workers, on_bad_image
     )
-    for position, label_map in predictions:
-        label_maps[position] = label_map
+    for position, predicted in predictions:
+        label_maps[position] = predicted["labels"]
     return label_maps
 
 

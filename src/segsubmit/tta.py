@@ -68,6 +68,7 @@ class TTAPredictor(Predictor):
         self.inner = inner
         self.settings = settings
         self.combinations = flip_combinations(settings.flips)
+        self.scores_are_probabilities = settings.merge == "prob_mean"
 
     def model_input(self, batch):
         return self.inner.model_input(batch)

@@ -231,7 +231,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_image(caplog):
     predictor = RunsOutOfMemoryAboveTwo()
     batch = torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1).expand(7, 3, 2, 2).contiguous()
     with caplog.at_level(logging.WARNING):
-        labels = predict_with_backoff(predictor, batch, (2, 2))
+        labels = predict_with_backoff(predictor, batch, (2, 2))["labels"]
     assert labels[:, 0, 0].tolist() == list(range(7))
     assert sum(predictor.batch_sizes) == 7 and max(predictor.batch_sizes) <= 2
     assert "out of memory" in caplog.text
@@ -259,7 +259,7 @@ def test_out_of_memory_back_off_on_a_real_gpu(tmp_path):
     free, _ = torch.cuda.mem_get_info()
     ballast = torch.empty(int(free * 0.97), dtype=torch.uint8, device="cuda")
     try:
-        labels = predict_with_backoff(predictor, batch, (512, 512))
+        labels = predict_with_backoff(predictor, batch, (512, 512))["labels"]
     finally:
         del ballast
         torch.cuda.empty_cache()  # give the memory back: later tests start CUDA processes

@@ -120,7 +120,7 @@ def test_out_of_memory_back_off_halves_the_images_not_the_views(smp_predictor):
     expected = TTAPredictor(smp_predictor, tta).predict(images, (32, 32))
     smp_predictor.__class__ = SmallDevice
     try:
-        labels = predict_with_backoff(TTAPredictor(smp_predictor, tta), images, (32, 32))
+        labels = predict_with_backoff(TTAPredictor(smp_predictor, tta), images, (32, 32))["labels"]
     finally:
         smp_predictor.__class__ = SmallDevice.__mro__[1]
     assert torch.equal(labels, expected)

@@ -252,6 +252,23 @@ class Predictor:
         """uint8 images as the DataLoader delivers them -> argmax labels at `size`."""
         return self.predict_prepared(self.model_input(batch), size)
 
+    scores_are_probabilities = False  # `scores` are logits, softmaxed for `probabilities`
+
+    def labels_and_probabilities(self, prepared, size):
+        """(uint8 labels, float32 class probabilities (N, C, H, W)) at `size` from one pass, the
+        labels equal to `predict_prepared`'s. Backends that post-process their own outputs
+        override it, or lack it (`has_probabilities`)."""
+        scores = self.scores(prepared, size)
+        labels = self.argmax_labels(scores)
+        if self.scores_are_probabilities:
+            return labels, scores.float()
+        return labels, scores.float().softmax(dim=1)
+
+    @torch.inference_mode()
+    def predict_probabilities(self, batch, size):
+        """`labels_and_probabilities` of uint8 images as the DataLoader delivers them."""
+        return self.labels_and_probabilities(self.model_input(batch), size)
+
 
 class NormalizedModelPredictor(Predictor):
     """A torch module fed images scaled to [0, 1] and normalized by mean/std on the device."""
@@ -357,6 +374,16 @@ def probe_predictor(predictor, sizes, transform=None):
                 f"{tuple(labels.shape)}"
             )
     predictor.nonfinite = nonfinite
+
+
+def has_probabilities(predictor):
+    """Whether the predictor gives class probabilities: it keeps the base `scores` path, or its
+    backend implements `labels_and_probabilities` itself."""
+    own = type(predictor)
+    return (
+        own.predict_prepared is Predictor.predict_prepared
+        or own.labels_and_probabilities is not Predictor.labels_and_probabilities
+    )
 
 
 def load_predictor(settings, device=None):

@@ -162,6 +162,10 @@ class Detectron2Predictor(Predictor):
     def predict_prepared(self, prepared, size):
         return self.argmax_labels(self.sem_seg_logits(prepared, size))
 
+    def labels_and_probabilities(self, prepared, size):
+        logits = self.sem_seg_logits(prepared, size)
+        return self.argmax_labels(logits), logits.float().softmax(dim=1)
+
 
 def detectron2_host_transform(settings, device):
     """DefaultPredictor's preprocessing on the CPU; nothing on a GPU (detectron2 is then not

@@ -264,7 +264,8 @@ class MMSegPredictor(Predictor):
         return metainfo
 
     @torch.inference_mode()
-    def predict_prepared(self, prepared, size):
+    def segmentor_results(self, prepared, size):
+        """The model's `SegDataSample`s (`pred_sem_seg`, `seg_logits` at the original size)."""
         from mmseg.structures import SegDataSample
 
         metainfo = self.sample_metainfo(tuple(size), tuple(prepared.shape[1:]))
@@ -276,8 +277,19 @@ class MMSegPredictor(Predictor):
             results = self.model(**data, mode="predict")
         finite = torch.stack([torch.isfinite(result.seg_logits.data).all() for result in results])
         self.nonfinite = self.nonfinite + (~finite).sum()
+        return results
+
+    def predict_prepared(self, prepared, size):
+        results = self.segmentor_results(prepared, size)
         labels = torch.stack([result.pred_sem_seg.data[0] for result in results])
         return labels.to(torch.uint8)
+
+    def labels_and_probabilities(self, prepared, size):
+        """mmseg's own labels and the softmax of its `seg_logits`."""
+        results = self.segmentor_results(prepared, size)
+        labels = torch.stack([result.pred_sem_seg.data[0] for result in results])
+        logits = torch.stack([result.seg_logits.data for result in results]).float()
+        return labels.to(torch.uint8), logits.softmax(dim=1)
 
 
 def mmseg_host_transform(settings):
