@@ -24,3 +24,15 @@ def test_gpu_bench_cpu_smoke(tmp_path):
     else:
         assert "seed B loop" in table and "seed A loop" in table, table
     assert json.loads((tmp_path / "out" / "figures.json").read_text())
+
+
+def test_precision_bench_cpu_smoke(tmp_path):
+    """bench/precision_bench.py: trains the demo recipe briefly, then every precision row."""
+    command = [sys.executable, str(REPO_ROOT / "bench" / "precision_bench.py"), "--cpu-smoke",
+               "--out", str(tmp_path / "out")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    figures = json.loads((tmp_path / "out" / "precision.json").read_text())
+    for config in ("fp32", "bf16", "fp32 + channels_last", "bf16 + channels_last"):
+        row = figures[f"demo: floor {config}"]
+        assert row["floor"] > 0 and 0 <= row["miou"] <= 1 and 0.5 < row["equal"] <= 1
