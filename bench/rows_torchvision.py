@@ -29,7 +29,8 @@ def torchvision_rows(table, arguments, work, entries, root):
 def demo_split(folder, count, size=DEFAULTS["demo"]["image_size"]):
     """(manifest entries, ground-truth maps) of a synthetic split the demo model never saw."""
     json_path = folder / "val.json"
-    make_demo_dataset(folder, {"val": json_path}, {"val": count}, 1, size, CLASSES)
+    if not json_path.is_file():  # made once per work folder
+        make_demo_dataset(folder, {"val": json_path}, {"val": count}, 1, size, CLASSES)
     entries = build_manifest(json_path, folder, CLASSES, 1).images
     coco_api, class_of_category = load_ground_truth(json_path, CLASSES)
     return entries, [rasterize_ground_truth(coco_api, e.id, class_of_category)
