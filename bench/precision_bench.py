@@ -50,7 +50,11 @@ ARCHITECTURES = {"demo": "lraspp_mobilenet_v3_large", "r50": "deeplabv3_resnet50
 def train(architecture, data_root, weights, steps, crop, device):
     """Train `architecture` with the demo recipe on `device`; (seconds, final loss)."""
     demo = DEFAULTS["demo"]
-    normalize = normalizer(DEFAULTS["model"]["mean"], DEFAULTS["model"]["std"])
+    on_host = normalizer(DEFAULTS["model"]["mean"], DEFAULTS["model"]["std"])
+
+    def normalize(images):
+        return on_host(images).to(device)
+
     torch.manual_seed(demo["seed"])
     generator = torch.Generator().manual_seed(demo["seed"])
     images, labels = load_training_pairs(data_root / "train.json", data_root, CLASSES)
@@ -62,13 +66,13 @@ def train(architecture, data_root, weights, steps, crop, device):
         loss = None
         for _ in range(steps):
             image_batch, label_batch = random_crops(images, labels, crop, 8, generator)
-            scores = model(normalize(image_batch.to(device)))["out"]
+            scores = model(normalize(image_batch))["out"]
             loss = torch.nn.functional.cross_entropy(scores, label_batch.to(device).long())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-        recalibrate_batchnorm(model.cpu(), images, 8, normalize)
+        recalibrate_batchnorm(model, images, 8, normalize)
         return loss.item()
 
     elapsed, loss = timed(fit)
