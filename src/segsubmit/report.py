@@ -177,7 +177,7 @@ def score_table_html(scores_by_size, class_names, interpolation=None):
             method_rows.append(
                 f"<tr><td>{METHOD_LABELS[method]}</td><td>{result['scores']['miou']:.4f}</td>"
                 f"<td>{result['miou_delta']:+.4f}</td><td>{100 * result['changed']:.2f} %</td>"
-                f"<td>{100 * result['invented']:.2f} %</td></tr>"
+                f"<td>{100 * result['invented']:.2f} % ({result['invented_pixels']:,} px)</td></tr>"
             )
         extra = (
             "<h2>Resizing the predictions: nearest vs bilinear vs block max vs probability "
@@ -424,6 +424,7 @@ def compare_interpolations(
             "scores": scores_from_confusions(np.concatenate(parts) if parts else empty),
             "changed": changed[method] / max(pixels, 1),
             "invented": invented[method] / max(pixels, 1),
+            "invented_pixels": invented[method],
         }
     nearest_miou = results["nearest"]["scores"]["miou"]
     for result in results.values():
@@ -448,6 +449,7 @@ METHOD_LABELS = {
     "block_max": "2x2 block max",
     "probability": "probability space (area mean, argmax)",
 }
+BAR_LABELS = {**METHOD_LABELS, "block_max": "2x2\nblock max", "probability": "probability\nspace"}
 
 
 def boundary_window(changed, side):
@@ -503,7 +505,7 @@ def interpolation_figure(
         "block_max": "tab:orange",
         "probability": "tab:purple",
     }
-    names = [METHOD_LABELS[m].split(" (")[0] for m in methods]
+    names = [BAR_LABELS[m] for m in methods]
     bars.bar(names, values, color=[colours[m] for m in methods])
     for position, value in enumerate(values):
         bars.text(position, value, f"{value:.4f}", ha="center", va="bottom")
@@ -649,12 +651,13 @@ def report_figures_stage(
             continue
         log.info(
             "report: resized %s: mIoU %.4f (%+.4f vs nearest), %.2f %% pixels changed, "
-            "%.2f %% invented",
+            "%.2f %% invented (%d pixels)",
             method,
             result["scores"]["miou"],
             result["miou_delta"],
             100 * result["changed"],
             100 * result["invented"],
+            result["invented_pixels"],
         )
     save_text(outputs["scores"], score_table_html(scores_by_size, class_names, comparison))
     save_figure(iou_bar_figure(scores, class_names), outputs["iou"])

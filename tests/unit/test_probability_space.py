@@ -135,10 +135,11 @@ def test_the_report_adds_probability_space_to_the_resizing_panel(run):
     result = methods["probability"]
     assert result["changed"] == pytest.approx((np.asarray(area) != truths).mean())
     invented = sum(one_hot_invented(s, r) for s, r in zip(labels, area, strict=True))
+    assert result["invented_pixels"] == invented
     assert result["invented"] == pytest.approx(invented / np.asarray(area).size)
     assert result["miou_delta"] == pytest.approx(result["scores"]["miou"] - 1.0)
     page = score_table_html({"24x24": comparison["nearest"]}, CLASSES, comparison)
-    assert "probability space (area mean, argmax)" in page
+    assert "probability space (area mean, argmax)" in page and f"({invented:,} px)" in page
     without, _ = compare_interpolations([list(labels)], [list(truths)], SIZE, len(CLASSES))
     assert without["methods"]["probability"] is None
     page = score_table_html({"24x24": without["nearest"]}, CLASSES, without)
