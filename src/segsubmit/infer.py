@@ -368,7 +368,9 @@ def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
     if outputs is not None and not has_probabilities(predictor):
         raise SegsubmitError(
             f"model.backend {model.backend}: its predictor gives no class probabilities, which "
-            "ensembles, resize.interpolation: probability and pseudo_labels.threshold need"
+            "ensembles, resize.interpolation: probability, pseudo_labels.threshold and the "
+            "report's probability-space row need; a backend without them declares "
+            "`probabilities = False` (segsubmit.plugins.Backend)"
         )
     probe_predictor(predictor, shard.sizes(), transform)
     log.info(

@@ -189,6 +189,13 @@ def test_the_backend_declaration_says_whether_its_predictor_gives_probabilities(
     settings_hf = model_settings("transformers", str(tmp_path / "hf"), device="cpu")
     predictor = load_predictor(settings_hf)
     assert backend_named("transformers").probabilities == has_probabilities(predictor)
+    root = make_dataset(tmp_path / "data", {"val": 1}, size=32)
+    manifest_stage(root / "val.json", root, CLASSES, tmp_path / "m.json", [tmp_path / "0.json"])
+    area = ProbabilityOutputs(area_labels=str(tmp_path / "area.npz"), size=(16, 16))
+    infer = InferSettings(batch_size=1, workers=0)
+    with pytest.raises(SegsubmitError, match="transformers: its predictor gives no class prob"):
+        infer_stage(tmp_path / "0.json", tmp_path / "l.npz", settings_hf, infer, outputs=area)
+    assert not (tmp_path / "l.npz").exists() and not (tmp_path / "area.npz").exists()
 
 
 def changed(**sections):
