@@ -438,7 +438,7 @@ def image_sizes(config, workdir):
         images = coco.get("images") if isinstance(coco, dict) else None
         for image in images if isinstance(images, list) else []:
             size = isinstance(image, dict) and (image.get("height"), image.get("width"))
-            if size and all(isinstance(v, int) and v > 0 for v in size):
+            if size and all(type(v) is int and v > 0 for v in size):  # not bools either
                 sizes.setdefault(size, (json_path, image.get("file_name")))
     return sizes
 

@@ -1,7 +1,8 @@
 """Figures and tables for `snakemake --report`: the score table, per-class IoU, the confusion
-matrix, sample overlays (worst images first), per-rule runtimes and the nearest-vs-bilinear
-panel. Functions take arrays, dicts and paths and return figures or strings; `save_figure` and
-`save_text` write files atomically. matplotlib is used through `Figure` (Agg), never pyplot."""
+matrix, sample overlays (worst images first), per-rule runtimes and the resizing panel
+(nearest, bilinear, block max, probability space). Functions take arrays, dicts and paths and
+return figures or strings; `save_figure` and `save_text` write files atomically. matplotlib is
+used through `Figure` (Agg), never pyplot."""
 
 import colorsys
 import csv
