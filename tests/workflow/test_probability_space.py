@@ -29,12 +29,19 @@ def set_config(workdir, **sections):
 
 
 def test_probability_resize_and_pseudo_label_threshold(user_workdir):
-    set_config(
-        user_workdir,
-        resize={"interpolation": "probability"},
-        pseudo_labels={"splits": ["val"], "threshold": 0.2},
-    )
+    set_config(user_workdir, pseudo_labels={"splits": ["val"], "threshold": 0.2})
     run_snakemake(user_workdir)
+    before = output_mtimes(user_workdir)
+    set_config(user_workdir, resize={"interpolation": "probability"})
+    run_snakemake(user_workdir)  # val is scored: its infer jobs wrote area_labels already
+    assert rewritten(before, output_mtimes(user_workdir)) == [
+        "val/resized/0.npz",
+        "val/resized/1.npz",
+        "val/score/32x32.json",
+        "val/score/32x32.txt",
+        "val/submission.csv",
+        "val/submission.valid.json",
+    ]
     split = user_workdir / "results" / "val"
     csv_path = split / "submission.csv"
     assert validate_submission(csv_path, val_file_names(user_workdir), 11, 32 * 32) == 12
@@ -70,6 +77,15 @@ def test_probability_resize_and_pseudo_label_threshold(user_workdir):
     for entry, label_map in zip(entries, labels, strict=True):
         png = split / "pseudo_labels" / "ann_dir" / (entry.file_name.rsplit(".", 1)[0] + ".png")
         assert np.array_equal(np.asarray(Image.open(png)), label_map)
+
+    before = output_mtimes(user_workdir)
+    set_config(user_workdir, resize={"size": [16, 16]})  # area_labels are made at that size
+    run_snakemake(user_workdir)
+    changed = rewritten(before, output_mtimes(user_workdir))
+    assert {"val/labels/0.npz", "val/area_labels/1.npz", "val/ground_truth/16x16.npz"} <= set(
+        changed
+    )
+    assert read_label_shard(split / "resized" / "0.npz")[1].shape[1:] == (16, 16)
 
 
 @pytest.mark.parametrize(
