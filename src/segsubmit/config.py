@@ -384,6 +384,7 @@ def check_config(config, workdir=None):
             f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
         )
     check_masks(config)
+    check_probability_settings(config, backend)
     backend.check_options(config["model"][backend.name])
     for name in config["submission"]["formats"]:
         format_named(name).check_options(
@@ -392,7 +393,69 @@ def check_config(config, workdir=None):
     workdir = os.getcwd() if workdir is None else workdir
     check_braces(config)
     check_paths(config, workdir)
+    check_block_max(config, workdir)
     check_no_overlap(config, workdir)
+
+
+def check_probability_settings(config, backend):
+    """resize.interpolation: probability and pseudo_labels.threshold need a backend whose
+    predictor gives class probabilities; the pseudo-labels' ignore label is no class's."""
+    wanted = [
+        key
+        for key, asked in (
+            (
+                "resize.interpolation: probability",
+                config["resize"]["interpolation"] == "probability",
+            ),
+            ("pseudo_labels.threshold", config["pseudo_labels"]["threshold"] > 0),
+        )
+        if asked
+    ]
+    if wanted and not backend.probabilities:
+        raise SegsubmitError(
+            f"{wanted[0]}: model.backend {backend.name} gives no class probabilities (its "
+            "predictor yields labels only); use a backend that does, or drop the setting"
+        )
+    classes, ignore_index = config["classes"], config["pseudo_labels"]["ignore_index"]
+    if config["pseudo_labels"]["threshold"] > 0 and ignore_index < len(classes):
+        raise SegsubmitError(
+            f"pseudo_labels.ignore_index: {ignore_index} is the class {classes[ignore_index]!r}; "
+            f"choose a value from {len(classes)} to 255 (e.g. 255)"
+        )
+
+
+def image_sizes(config, workdir):
+    """{(height, width): (json path, file_name)} of the first image of each size the splits'
+    jsons list (the demo data: demo.image_size); records the manifest would refuse are left to
+    it."""
+    if config["data"]["root"] is None:
+        side = config["demo"]["image_size"]
+        return {(side, side): ("demo.image_size", "")}
+    sizes = {}
+    for split in config["data"]["splits"]:
+        json_path = Path(workdir, split_json(config, split))
+        coco = read_json_or_none(json_path)
+        images = coco.get("images") if isinstance(coco, dict) else None
+        for image in images if isinstance(images, list) else []:
+            size = isinstance(image, dict) and (image.get("height"), image.get("width"))
+            if size and all(type(v) is int and v > 0 for v in size):  # not bools either
+                sizes.setdefault(size, (json_path, image.get("file_name")))
+    return sizes
+
+
+def check_block_max(config, workdir):
+    """resize.interpolation: block_max needs every image's sides to be whole multiples of
+    resize.size: refused from the jsons' sizes before any job runs."""
+    if config["resize"]["interpolation"] != "block_max":
+        return
+    from .resize import block_factors
+
+    for shape, (where, file_name) in image_sizes(config, workdir).items():
+        try:
+            block_factors(shape, config["resize"]["size"])
+        except SegsubmitError as error:
+            image = f", {file_name!r}" if file_name else ""
+            raise SegsubmitError(f"{error} ({where}{image})") from None
 
 
 def check_masks(config):

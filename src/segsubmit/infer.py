@@ -293,27 +293,30 @@ def output_writers(stack, outputs, entries, num_classes):
 def predict_shard_to_file(
     loader, entries, predictor, batch_size, workers, on_bad_image, labels_path, outputs=None
 ):
-    """Stream every image's label map into `labels_path` (and the wanted `outputs` into
-    theirs) as it is predicted (flat memory), with the shard's `prediction_warnings` (also
-    logged)."""
+    """Stream every image's label map into `labels_path` (None: no label file) and the wanted
+    `outputs` into theirs as it is predicted (flat memory), with the shard's
+    `prediction_warnings` (also logged)."""
     total_pixels = sum(entry.height * entry.width for entry in entries)
     predictions = iter_shard_predictions(
         loader, entries, predictor, batch_size, workers, on_bad_image, outputs
     )
     warnings, uniform_classes = [], set()
     with contextlib.ExitStack() as stack:
-        add = stack.enter_context(label_shard_writer(labels_path, total_pixels, warnings))
         extra = output_writers(stack, outputs, entries, predictor.num_classes) if outputs else {}
+        if labels_path:
+            extra["labels"] = stack.enter_context(
+                label_shard_writer(labels_path, total_pixels, warnings)
+            )
         for position, predicted in predictions:
             label_map = predicted["labels"]
-            add(entries[position].id, label_map)
             for name, add_extra in extra.items():
                 add_extra(entries[position].id, predicted[name])
             low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
             if uniform_classes is not None:
                 uniform_classes = uniform_classes | {int(low)} if low == high else None
         nonfinite = int(predictor.nonfinite)
-        warnings += prediction_warnings(labels_path, len(entries), nonfinite, uniform_classes)
+        named = labels_path or next(iter(outputs.paths.values()))
+        warnings += prediction_warnings(named, len(entries), nonfinite, uniform_classes)
     for warning in warnings:
         log.warning("%s", warning)
 
@@ -337,9 +340,9 @@ def log_peak_memory():
 
 def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
     """Stage entry: predict every image of a shard (`model`: `settings.ModelSettings`, `infer`:
-    `settings.InferSettings`, `tta`: `settings.TTASettings`); write its argmax label maps, and
-    the outputs derived from class probabilities that `outputs` (a
-    `probabilities.ProbabilityOutputs`) asks for.
+    `settings.InferSettings`, `tta`: `settings.TTASettings`); write its argmax label maps
+    (unless `labels_path` is None), and the outputs derived from class probabilities that
+    `outputs` (a `probabilities.ProbabilityOutputs`) asks for.
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
     process and decode the first batches while the model is built and the GPU initialised.
@@ -365,7 +368,9 @@ def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
     if outputs is not None and not has_probabilities(predictor):
         raise SegsubmitError(
             f"model.backend {model.backend}: its predictor gives no class probabilities, which "
-            "ensembles, resize.interpolation: probability and pseudo_labels.threshold need"
+            "ensembles, resize.interpolation: probability, pseudo_labels.threshold and the "
+            "report's probability-space row need; a backend without them declares "
+            "`probabilities = False` (segsubmit.plugins.Backend)"
         )
     probe_predictor(predictor, shard.sizes(), transform)
     log.info(

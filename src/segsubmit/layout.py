@@ -34,6 +34,16 @@ class Layout:
         """Argmax maps at the images' own size (the infer stage's output)."""
         return self.path(split, "labels", f"{shard}.npz")
 
+    def area_labels(self, split, shard):
+        """Argmax of the area-averaged class probabilities at the submission size
+        (probability-space resizing), written by the infer stage beside `labels`."""
+        return self.path(split, "area_labels", f"{shard}.npz")
+
+    def confident_labels(self, split, shard):
+        """Argmax maps at the images' own size with pseudo_labels.ignore_index where the top
+        probability is below pseudo_labels.threshold (the infer_confident stage's output)."""
+        return self.path(split, "confident_labels", f"{shard}.npz")
+
     def resized(self, split, shard):
         return self.path(split, "resized", f"{shard}.npz")
 
@@ -78,6 +88,7 @@ class Layout:
 JOB_PATTERNS = {
     "manifest": "{split}",
     "infer": "{split}/{shard}",
+    "infer_confident": "{split}/{shard}",
     "resize": "{split}/{shard}",
     "submission": "{split}",
     "pseudo_labels": "{split}",

@@ -34,6 +34,10 @@ class Backend:
     - `uses_normalisation`: whether `model.mean`/`model.std` decide its input.
     - `weights_kind`: "file" or "folder" (what `model.weights` names).
     - `trains_demo_model`: whether `model.weights: null` (the demo model) works with it.
+    - `probabilities`: whether its predictor gives class probabilities
+      (`backends.base.has_probabilities`), which `resize.interpolation: probability`,
+      `pseudo_labels.threshold` and the report's probability-space row need; known while the
+      workflow parses, so a config asking for them is refused before any job runs.
     - `conda_env`: its file under envs/; `packages`: distributions its provenance records;
       `install_hint`: how to install what it needs when missing.
 
@@ -48,6 +52,7 @@ class Backend:
     uses_normalisation: ClassVar[bool] = False
     weights_kind: ClassVar[str] = "file"
     trains_demo_model: ClassVar[bool] = False
+    probabilities: ClassVar[bool] = True
     conda_env: ClassVar[str] = "torch.yaml"
     packages: ClassVar[tuple] = ("torch",)
     install_hint: ClassVar[str] = ""

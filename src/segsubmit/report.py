@@ -1,7 +1,8 @@
 """Figures and tables for `snakemake --report`: the score table, per-class IoU, the confusion
-matrix, sample overlays (worst images first), per-rule runtimes and the nearest-vs-bilinear
-panel. Functions take arrays, dicts and paths and return figures or strings; `save_figure` and
-`save_text` write files atomically. matplotlib is used through `Figure` (Agg), never pyplot."""
+matrix, sample overlays (worst images first), per-rule runtimes and the resizing panel
+(nearest, bilinear, block max, probability space). Functions take arrays, dicts and paths and
+return figures or strings; `save_figure` and `save_text` write files atomically. matplotlib is
+used through `Figure` (Agg), never pyplot."""
 
 import colorsys
 import csv
@@ -170,17 +171,18 @@ def score_table_html(scores_by_size, class_names, interpolation=None):
         for method, result in interpolation["methods"].items():
             if result is None:
                 method_rows.append(
-                    f"<tr><td>{METHOD_LABELS[method]}</td><td colspan='4'>n/a (sides not whole "
-                    "multiples of the submission size)</td></tr>"
+                    f"<tr><td>{METHOD_LABELS[method]}</td><td colspan='4'>n/a "
+                    f"({NOT_AVAILABLE[method]})</td></tr>"
                 )
                 continue
             method_rows.append(
                 f"<tr><td>{METHOD_LABELS[method]}</td><td>{result['scores']['miou']:.4f}</td>"
                 f"<td>{result['miou_delta']:+.4f}</td><td>{100 * result['changed']:.2f} %</td>"
-                f"<td>{100 * result['invented']:.2f} %</td></tr>"
+                f"<td>{100 * result['invented']:.2f} % ({result['invented_pixels']:,} px)</td></tr>"
             )
         extra = (
-            "<h2>Resizing the predictions: nearest vs bilinear vs block max</h2>"
+            "<h2>Resizing the predictions: nearest vs bilinear vs block max vs probability "
+            "space</h2>"
             '<table id="interpolation"><tr><th>resize</th><th>mIoU</th><th>vs nearest</th>'
             "<th>pixels changed (vs nearest)</th>"
             "<th>pixels given a class none of their source pixels has</th></tr>"
@@ -316,9 +318,22 @@ def invented_mask(source, resized):
     return invented
 
 
+def area_windows(source, target):
+    """Index arrays covering, between them, each output index's source window
+    `[floor(i * source / target), ceil((i + 1) * source / target))` of an area average (torch's
+    `mode="area"`, adaptive average pooling); a shorter window repeats its last index."""
+    index = np.arange(target)
+    start, end = index * source // target, -(-(index + 1) * source // target)
+    return [np.minimum(start + offset, end - 1) for offset in range(int((end - start).max()))]
+
+
 def source_grids(method, shape, size):
     """The (rows, columns) index grids of the source pixels each output pixel of `method` is
-    computed from: nearest's one (floor rule), bilinear's four, block max's kh x kw block."""
+    computed from: nearest's one (floor rule), bilinear's four, block max's kh x kw block,
+    probability space's area window."""
+    if method == "probability":
+        rows, cols = (area_windows(n, m) for n, m in zip(shape, size, strict=True))
+        return [(r, c) for r in rows for c in cols]
     if method == "bilinear":
         (rows_low, rows_high), (cols_low, cols_high) = bilinear_sources(shape, size)
         return [(r, c) for r in (rows_low, rows_high) for c in (cols_low, cols_high)]
@@ -333,7 +348,8 @@ def source_grids(method, shape, size):
 
 def invented_count(method, source, resized):
     """Pixels of `resized` whose class is in none of the source pixels `method` computed them
-    from (0 for nearest and block max by construction: counted, not assumed)."""
+    from (0 for nearest and block max by construction: counted, not assumed; probability space
+    can: its argmax of averaged probabilities may be no source pixel's argmax)."""
     source = np.asarray(source)
     invented = np.ones(resized.shape, dtype=bool)
     for rows, cols in source_grids(method, source.shape, resized.shape):
@@ -346,27 +362,43 @@ def block_max_applies(label_maps, size):
     return all(m.shape[0] % size[0] == 0 and m.shape[1] % size[1] == 0 for m in label_maps)
 
 
-INTERPOLATION_METHODS = ("nearest", "bilinear", "block_max")
+INTERPOLATION_METHODS = ("nearest", "bilinear", "block_max", "probability")
+NOT_AVAILABLE = {
+    "block_max": "sides not whole multiples of the submission size",
+    "probability": "the model's backend gives no class probabilities",
+}
 
 
 def compare_interpolations(
-    label_spans, truth_spans, size, num_classes, backend="albumentations", ignore_index=None
+    label_spans,
+    truth_spans,
+    size,
+    num_classes,
+    backend="albumentations",
+    ignore_index=None,
+    area_spans=None,
 ):
     """This run's label maps resized to `size` with nearest, bilinear and a block max over
-    label ids, each scored against the truths (at `size`), a span of maps at a time (aligned
-    iterables of lists). Per method (`methods`): its scores, mIoU minus nearest's, the share of
-    pixels that differ from nearest and of pixels given a class none of their source pixels has;
-    block max is None when a map's sides are not whole multiples of `size`. The top-level
+    label ids, and the infer stage's probability-space maps (`area_spans`: the argmax of the
+    area-averaged probabilities at `size`), each scored against the truths (at `size`), a span
+    of maps at a time (aligned iterables of lists). Per method (`methods`): its scores, mIoU
+    minus nearest's, the share of pixels that differ from nearest and of pixels given a class
+    none of their source pixels has; block max is None when a map's sides are not whole
+    multiples of `size`, probability when there are no `area_spans`. The top-level
     nearest/bilinear/miou_cost/changed/invented keys are bilinear's against nearest. Also
     returned: the pixels bilinear changed in each image."""
     confusions = {name: [] for name in INTERPOLATION_METHODS}
     changed = {name: 0 for name in INTERPOLATION_METHODS}
     invented = dict(changed)
     per_image, pixels, block_max_ok = [], 0, True
+    areas = iter(area_spans) if area_spans is not None else None
     for label_maps, truths in zip(label_spans, truth_spans, strict=True):
         block_max_ok = block_max_ok and block_max_applies(label_maps, size)
-        methods = INTERPOLATION_METHODS if block_max_ok else INTERPOLATION_METHODS[:2]
+        methods = [m for m in INTERPOLATION_METHODS[:3] if block_max_ok or m != "block_max"]
         resized = {m: resize_label_maps(label_maps, size, backend, m) for m in methods}
+        if areas is not None:
+            resized["probability"] = np.stack(next(areas))
+            methods.append("probability")
         for method in methods:
             confusions[method].append(
                 image_confusions(truths, resized[method], num_classes, ignore_index)
@@ -383,7 +415,9 @@ def compare_interpolations(
     empty = np.zeros((0, num_classes, num_classes), int)
     results = {}
     for method in INTERPOLATION_METHODS:
-        if method == "block_max" and not block_max_ok:
+        if (method == "block_max" and not block_max_ok) or (
+            method == "probability" and areas is None
+        ):
             results[method] = None
             continue
         parts = confusions[method]
@@ -391,6 +425,7 @@ def compare_interpolations(
             "scores": scores_from_confusions(np.concatenate(parts) if parts else empty),
             "changed": changed[method] / max(pixels, 1),
             "invented": invented[method] / max(pixels, 1),
+            "invented_pixels": invented[method],
         }
     nearest_miou = results["nearest"]["scores"]["miou"]
     for result in results.values():
@@ -409,7 +444,13 @@ def compare_interpolations(
     return comparison, np.array(per_image, dtype=np.int64)
 
 
-METHOD_LABELS = {"nearest": "nearest", "bilinear": "bilinear", "block_max": "2x2 block max"}
+METHOD_LABELS = {
+    "nearest": "nearest",
+    "bilinear": "bilinear",
+    "block_max": "2x2 block max",
+    "probability": "probability space (area mean, argmax)",
+}
+BAR_LABELS = {**METHOD_LABELS, "block_max": "2x2\nblock max", "probability": "probability\nspace"}
 
 
 def boundary_window(changed, side):
@@ -429,21 +470,43 @@ def boundary_window(changed, side):
 
 
 def interpolation_figure(
-    comparison, truth, nearest, bilinear, title, class_names, side=32, block_max=None
+    comparison,
+    truth,
+    nearest,
+    bilinear,
+    title,
+    class_names,
+    side=32,
+    block_max=None,
+    probability=None,
 ):
-    """The resizing panel: mIoU with nearest, bilinear and block max, then a zoomed crop of
-    one image's boundary where nearest and bilinear differ most (truth, nearest, bilinear with
-    changed pixels marked, block max when it applies)."""
+    """The resizing panel: mIoU with nearest, bilinear, block max and probability space, then
+    a zoomed crop of one image's boundary where nearest and bilinear differ most (truth,
+    nearest, bilinear with changed pixels marked, block max and probability space when they
+    apply)."""
     palette = class_palette(len(class_names))
     methods = {m: r for m, r in comparison.get("methods", {}).items() if r is not None} or {
         m: {"scores": comparison[m]} for m in ("nearest", "bilinear")
     }
-    crop_count = 4 if block_max is not None else 3
+    extra_panels = [
+        (label_map, label)
+        for label_map, label in (
+            (block_max, "2x2 block max"),
+            (probability, "probability space"),
+        )
+        if label_map is not None
+    ]
+    crop_count = 3 + len(extra_panels)
     figure = new_figure(3.3 * (crop_count + 1.2), 4.4)
     bars, *crops = figure.subplots(1, crop_count + 1, width_ratios=(1.2,) + (1,) * crop_count)
     values = [result["scores"]["miou"] for result in methods.values()]
-    colours = {"nearest": "tab:green", "bilinear": "tab:red", "block_max": "tab:orange"}
-    names = [METHOD_LABELS[m] for m in methods]
+    colours = {
+        "nearest": "tab:green",
+        "bilinear": "tab:red",
+        "block_max": "tab:orange",
+        "probability": "tab:purple",
+    }
+    names = [BAR_LABELS[m] for m in methods]
     bars.bar(names, values, color=[colours[m] for m in methods])
     for position, value in enumerate(values):
         bars.text(position, value, f"{value:.4f}", ha="center", va="bottom")
@@ -454,12 +517,13 @@ def interpolation_figure(
         f"bilinear: {comparison['miou_cost']:+.4f} mIoU, {100 * comparison['changed']:.2f} % "
         f"changed, {100 * comparison['invented']:.2f} % invented"
     ]
-    if "block_max" in methods:
-        result = methods["block_max"]
-        lines.append(
-            f"block max: {result['miou_delta']:+.4f} mIoU, {100 * result['changed']:.2f} % "
-            f"changed, {100 * result['invented']:.2f} % invented"
-        )
+    for method, name in (("block_max", "block max"), ("probability", "probability space")):
+        if method in methods:
+            result = methods[method]
+            lines.append(
+                f"{name}: {result['miou_delta']:+.4f} mIoU, {100 * result['changed']:.2f} % "
+                f"changed, {100 * result['invented']:.2f} % invented"
+            )
     bars.set_title("\n".join(lines), fontsize=8)
     changed = np.asarray(nearest) != np.asarray(bilinear)
     top, left, side = boundary_window(changed, side)
@@ -469,8 +533,7 @@ def interpolation_figure(
         (nearest, "nearest"),
         (bilinear, "bilinear (changed pixels dotted)"),
     ]
-    if block_max is not None:
-        panels.append((block_max, "2x2 block max"))
+    panels += extra_panels
     for axes, (label_map, label) in zip(crops, panels, strict=True):
         axes.imshow(colorize(np.asarray(label_map)[window], palette), interpolation="nearest")
         axes.set_title(label, fontsize=9)
@@ -551,10 +614,13 @@ def report_figures_stage(
     worst=3,
     others=3,
     ignore_index=None,
+    area_label_paths=(),
 ):
     """A scored split's report items: `outputs` maps scores (HTML), iou, confusion, samples
     and interpolation (PNG) to their paths. `score_paths`: the split's score files, the one at
-    the submission size (that of `truth_path` and `resized_paths`) first."""
+    the submission size (that of `truth_path`, `resized_paths` and `area_label_paths`, the
+    infer stage's probability-space maps: none when the backend gives no probabilities)
+    first."""
     import json
 
     manifest = Manifest.load(manifest_path)
@@ -573,20 +639,26 @@ def report_figures_stage(
         size,
         num_classes,
         ignore_index=ignore_index,
+        area_spans=(
+            batched(maps_in_order(image_ids, area_label_paths), MAPS_AT_ONCE)
+            if area_label_paths
+            else None
+        ),
     )
     log.info("report: mIoU %.4f (score file)", scores["miou"])
     for method, result in comparison["methods"].items():
         if result is None:
-            log.info("report: %s: n/a (sides not whole multiples of %dx%d)", method, *size)
+            log.info("report: %s: n/a (%s)", method, NOT_AVAILABLE[method])
             continue
         log.info(
             "report: resized %s: mIoU %.4f (%+.4f vs nearest), %.2f %% pixels changed, "
-            "%.2f %% invented",
+            "%.2f %% invented (%d pixels)",
             method,
             result["scores"]["miou"],
             result["miou_delta"],
             100 * result["changed"],
             100 * result["invented"],
+            result["invented_pixels"],
         )
     save_text(outputs["scores"], score_table_html(scores_by_size, class_names, comparison))
     save_figure(iou_bar_figure(scores, class_names), outputs["iou"])
@@ -622,6 +694,9 @@ def report_figures_stage(
             resize_label_maps(label_map, size, "albumentations", "block_max")[0]
             if comparison["block_max"] is not None
             else None
+        ),
+        probability=(
+            next(maps_in_order([image_ids[most]], area_label_paths)) if area_label_paths else None
         ),
     )
     save_figure(figure, outputs["interpolation"])

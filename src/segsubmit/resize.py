@@ -1,5 +1,7 @@
 """Resize label maps to the submission size with Albumentations or Kornia, NEAREST by default
-(or, by explicit choice, bilinear, guarded, or a block max over label ids, in numpy).
+(or, by explicit choice, bilinear, guarded, or a block max over label ids, in numpy; or
+`probability`: the infer stage's argmax of the area-averaged class probabilities, taken as
+they are).
 
 Both use the floor rule `src = floor(dst * in / out)`; for integer factors (512 -> 256) they are
 identical (`m[::2, ::2]`). On some non-integer ratios Kornia (float32 index arithmetic) and
@@ -18,7 +20,7 @@ from .labels import LabelShard, label_shard_writer, read_shard_warnings
 log = logging.getLogger(__name__)
 
 RESIZE_BACKENDS = ("albumentations", "kornia")
-INTERPOLATIONS = ("nearest", "bilinear", "block_max")
+INTERPOLATIONS = ("nearest", "bilinear", "block_max", "probability")
 
 
 def check_interpolation(interpolation, allow_bilinear_labels):
@@ -104,6 +106,8 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
             f"resize.backend: {backend!r} unknown; choose one of {RESIZE_BACKENDS}"
         )
     resize_stack = resize_albumentations if backend == "albumentations" else resize_kornia
+    if interpolation == "probability":
+        raise ValueError("probability-space resizing needs class probabilities, not label maps")
     if interpolation == "block_max":  # numpy, whichever backend: no library has it
         resize_stack = lambda stack, size, _: resize_block_max(stack, size)  # noqa: E731
     if isinstance(label_maps, np.ndarray) and len(label_maps):  # one size, stacked already
@@ -118,14 +122,42 @@ def resize_label_maps(label_maps, size, backend, interpolation="nearest"):
 MAPS_AT_ONCE = 512  # maps resized per call: memory per span, not per shard
 
 
-def resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels):
-    """Stage entry: resize a shard's label maps to the submission size, a span at a time."""
+def area_label_spans(labels, area_labels_path, size):
+    """Spans of the infer stage's probability-space maps (`area_labels_path`), checked to hold
+    `labels`' images in order at `size`: the maps `resize.interpolation: probability` submits."""
+    area = LabelShard(area_labels_path)
+    if area.image_ids != labels.image_ids or any(tuple(s) != tuple(size) for s in area.shapes):
+        raise SegsubmitError(
+            f"{area_labels_path}: not the probability-space maps of {labels.path}'s images at "
+            f"resize.size {list(size)}; delete it and run the workflow again"
+        )
+    return area.spans(MAPS_AT_ONCE)
+
+
+def resize_stage(
+    labels_path,
+    resized_path,
+    backend,
+    size,
+    interpolation,
+    allow_bilinear_labels,
+    area_labels_path=None,
+):
+    """Stage entry: resize a shard's label maps to the submission size, a span at a time; with
+    `interpolation` probability, the infer stage's `area_labels_path` maps instead."""
     check_interpolation(interpolation, allow_bilinear_labels)
     shard = LabelShard(labels_path)
     warnings = read_shard_warnings(labels_path)  # carried on to the submission's report
+    if interpolation == "probability":
+        spans, how = area_label_spans(shard, area_labels_path, size), "area-averaged probabilities"
+    else:
+        spans = (
+            (image_ids, resize_label_maps(label_maps, tuple(size), backend, interpolation))
+            for image_ids, label_maps in shard.spans(MAPS_AT_ONCE)
+        )
+        how = f"{backend}, {interpolation}"
     with label_shard_writer(resized_path, len(shard) * size[0] * size[1], warnings) as add:
-        for image_ids, label_maps in shard.spans(MAPS_AT_ONCE):
-            resized = resize_label_maps(label_maps, tuple(size), backend, interpolation)
+        for image_ids, resized in spans:
             for image_id, label_map in zip(image_ids, resized, strict=True):
                 add(image_id, label_map)
-    log.info("resize: %d maps -> %dx%d with %s (%s)", len(shard), *size, backend, interpolation)
+    log.info("resize: %d maps -> %dx%d (%s)", len(shard), *size, how)

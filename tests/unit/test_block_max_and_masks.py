@@ -65,7 +65,8 @@ def test_the_report_compares_nearest_bilinear_and_block_max():
     truths = resize_label_maps(maps, (32, 32), "albumentations", "nearest")
     comparison, _ = compare_interpolations([maps], [truths], (32, 32), 11)
     methods = comparison["methods"]
-    assert list(methods) == ["nearest", "bilinear", "block_max"]
+    assert list(methods) == ["nearest", "bilinear", "block_max", "probability"]
+    assert methods["probability"] is None  # no probability-space maps given
     assert methods["nearest"]["changed"] == 0 and methods["nearest"]["invented"] == 0
     assert methods["block_max"]["invented"] == 0 < methods["block_max"]["changed"]
     assert methods["bilinear"]["invented"] > 0

@@ -13,6 +13,8 @@ from segsubmit.manifest import Manifest
 pytestmark = pytest.mark.workflow
 
 CHECKOUT_PARTS = ("Snakefile", "workflow", "src", "config", "envs", "profiles")
+# labels and area_labels (val is scored: the report's probability-space row): an entry each
+OUTPUTS = 2
 
 
 def second_checkout(folder):
@@ -54,15 +56,15 @@ def test_second_checkout_reuses_each_shard_and_shards_never_collide(user_workdir
     cache = tmp_path / "cache"
     cache.mkdir()
     first = run_cached(user_workdir, cache)
-    assert (first.stdout + first.stderr).count("to cache.") == 2
+    assert (first.stdout + first.stderr).count("to cache.") == 2 * OUTPUTS
     stored = {path: path.read_bytes() for path in cache.iterdir()}
-    assert len(stored) == 2 and len(set(stored.values())) == 2  # one entry per shard
+    assert len(stored) == len(set(stored.values())) == 2 * OUTPUTS  # entries per shard
 
     teammate = copy_inputs(user_workdir, tmp_path / "teammate")
     snakefile = second_checkout(tmp_path / "checkout")
     second = run_cached(teammate, cache, snakefile=snakefile)
     output = second.stdout + second.stderr
-    assert output.count("from cache.") == 2 and "to cache." not in output
+    assert output.count("from cache.") == 2 * OUTPUTS and "to cache." not in output
     for shard in (0, 1):  # restored, not recomputed: the job's script never ran (empty log)
         restored = labels_of(teammate, shard).read_bytes()
         assert restored == labels_of(user_workdir, shard).read_bytes()
@@ -74,7 +76,8 @@ def test_second_checkout_reuses_each_shard_and_shards_never_collide(user_workdir
     resharded = copy_inputs(user_workdir, tmp_path / "resharded")
     tiny_config(resharded, data={"shards": 3})
     third = run_cached(resharded, cache, snakefile=snakefile)
-    assert (third.stdout + third.stderr).count("to cache.") == 3 and len(list(cache.iterdir())) == 5
+    assert (third.stdout + third.stderr).count("to cache.") == 3 * OUTPUTS
+    assert len(list(cache.iterdir())) == 5 * OUTPUTS
     for shard in range(3):
         shard_file = resharded / "results" / "val" / "shards" / f"{shard}.json"
         image_ids = [entry.id for entry in Manifest.load(shard_file).images]

@@ -118,7 +118,8 @@ def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
     assert "mIoU (dataset, competition metric)" in text and f"{scores['miou']:.4f}" in text
     assert f"{scores['per_image_mean_miou']:.4f}" in text
     interpolation = page.frame_locator("iframe").locator("table#interpolation").inner_text()
-    for row in ("nearest", "bilinear", "2x2 block max"):  # the downsampling panel's rows
+    rows = ("nearest", "bilinear", "2x2 block max", "probability space (area mean, argmax)")
+    for row in rows:  # the downsampling panel's rows
         assert f"\n{row}\t" in interpolation
     assert "vs nearest" in interpolation
     page.screenshot(path=tmp_path / "report-scores.png")

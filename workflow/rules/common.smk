@@ -64,6 +64,12 @@ DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
 WEIGHTS = LAYOUT.demo_model() if USE_DEMO_MODEL else config["model"]["weights"]
 MODEL = ModelSettings.from_config(config, WEIGHTS)
 FORMATS = [format_named(name) for name in config["submission"]["formats"]]
+PROBABILITY_RESIZE = config["resize"]["interpolation"] == "probability"
+# Infer jobs write area_labels (probability-space resizing): for the submission, or for the
+# report of scored splits; only backends whose predictors give class probabilities can.
+AREA_LABELS = BACKEND.probabilities and (PROBABILITY_RESIZE or bool(SCORED_SPLITS))
+PSEUDO_SPLITS = config["pseudo_labels"]["splits"]
+PSEUDO_THRESHOLD = config["pseudo_labels"]["threshold"]
 
 
 wildcard_constraints:

@@ -9,6 +9,13 @@ shard count: without them, every shard of a split would get one key. Snakemake r
 no "none" value: None, "" and [] are refused), so a `--cache` run defines the rule without it
 (the job's log holds its timings and peak memory either way); both definitions share
 `INFER_RESOURCES` and `INFER_PARAMS`.
+
+Besides its label maps, every infer job writes the argmax of its area-averaged class
+probabilities at the submission size (`area_labels`, the same pass) when the submission
+(`resize.interpolation: probability`) or a scored split's report needs it and the backend gives
+probabilities. `infer_confident` predicts the pseudo-label splits again when
+`pseudo_labels.threshold` is set, writing only their confident labels: a threshold change
+reruns it and the pseudo-labels, not the labels everything else is made from.
 """
 
 INFER_RESOURCES = dict(gpu=1, mem_mb=16000, runtime=120)
@@ -19,6 +26,12 @@ INFER_PARAMS = dict(
     tta=as_params(TTASettings.from_config(config["infer"]["tta"])),
     code=rule_digest("infer"),
 )
+INFER_OUTPUTS = dict(labels=LAYOUT.labels("{split}", "{shard}"))
+# probabilities.ProbabilityOutputs' settings (its paths are the rule's named outputs)
+AREA_OUTPUTS = {}
+if AREA_LABELS:
+    INFER_OUTPUTS["area_labels"] = LAYOUT.area_labels("{split}", "{shard}")
+    AREA_OUTPUTS["size"] = config["resize"]["size"]
 
 
 if INFER_CACHED:
@@ -28,7 +41,7 @@ if INFER_CACHED:
             unpack(model_inputs),
             shard=shard_file,
         output:
-            LAYOUT.labels("{split}", "{shard}"),
+            **INFER_OUTPUTS,
         log:
             log_path("infer"),
         cache: "omit-software"
@@ -39,6 +52,7 @@ if INFER_CACHED:
             **INFER_RESOURCES,
         params:
             **INFER_PARAMS,
+            probability_outputs=AREA_OUTPUTS,
         script:
             "../scripts/infer.py"
 
@@ -49,7 +63,7 @@ else:
             unpack(model_inputs),
             shard=shard_file,
         output:
-            LAYOUT.labels("{split}", "{shard}"),
+            **INFER_OUTPUTS,
         log:
             log_path("infer"),
         benchmark:
@@ -61,5 +75,35 @@ else:
             **INFER_RESOURCES,
         params:
             **INFER_PARAMS,
+            probability_outputs=AREA_OUTPUTS,
+        script:
+            "../scripts/infer.py"
+
+
+if PSEUDO_THRESHOLD > 0 and PSEUDO_SPLITS:
+
+    rule infer_confident:
+        input:
+            unpack(model_inputs),
+            shard=shard_file,
+        output:
+            confident_labels=LAYOUT.confident_labels("{split}", "{shard}"),
+        log:
+            log_path("infer_confident"),
+        benchmark:
+            benchmark_path("infer_confident")
+        wildcard_constraints:
+            split="|".join(PSEUDO_SPLITS),
+        conda:
+            INFER_ENV
+        threads: THREADS
+        resources:
+            **INFER_RESOURCES,
+        params:
+            **INFER_PARAMS,
+            probability_outputs=dict(
+                threshold=PSEUDO_THRESHOLD,
+                ignore_index=config["pseudo_labels"]["ignore_index"],
+            ),
         script:
             "../scripts/infer.py"

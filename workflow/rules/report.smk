@@ -1,6 +1,7 @@
 """report: figures and tables for `snakemake --report report.html` (captions in
 workflow/report/). Per scored split: the score table, per-class IoU, confusion matrix, sample
-overlays and the nearest-vs-bilinear panel; once: the per-rule runtimes."""
+overlays and the resizing panel (nearest, bilinear, block max, probability-space); once: the
+per-rule runtimes."""
 
 
 rule report_figures:
@@ -10,6 +11,7 @@ rule report_figures:
         truth=LAYOUT.ground_truth("{split}", SUBMISSION_SIZE),
         resized=shard_outputs(LAYOUT.resized),
         labels=shard_outputs(LAYOUT.labels),
+        area_labels=shard_outputs(LAYOUT.area_labels) if AREA_LABELS else [],
     output:
         scores=report(
             LAYOUT.split_report("{split}", "scores.html"),

@@ -1,9 +1,17 @@
-"""resize: label maps -> submission size (NEAREST) with Albumentations or Kornia."""
+"""resize: label maps -> submission size (NEAREST) with Albumentations or Kornia (or another
+resize.interpolation; probability: the infer job's area-averaged-probability maps)."""
 
 
+# With resize.interpolation: probability the infer job's probability-space maps (area_labels)
+# are the resized maps.
 rule resize:
     input:
-        after_manifest(LAYOUT.labels("{split}", "{shard}")),
+        **(
+            {"area_labels": after_manifest(LAYOUT.area_labels("{split}", "{shard}"))}
+            if PROBABILITY_RESIZE
+            else {}
+        ),
+        labels=after_manifest(LAYOUT.labels("{split}", "{shard}")),
     output:
         LAYOUT.resized("{split}", "{shard}"),
     log:

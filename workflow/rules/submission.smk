@@ -38,7 +38,10 @@ rule submission:
 rule pseudo_labels:
     input:
         manifest=manifest_file,
-        labels=shard_outputs(LAYOUT.labels),
+        # with pseudo_labels.threshold: infer_confident's maps (ignore_index where unsure)
+        labels=shard_outputs(
+            LAYOUT.confident_labels if PSEUDO_THRESHOLD > 0 else LAYOUT.labels
+        ),
     output:
         directory(LAYOUT.pseudo_labels("{split}")),
     log:
@@ -53,6 +56,8 @@ rule pseudo_labels:
         runtime=30,
     params:
         class_names=CLASSES,
+        threshold=PSEUDO_THRESHOLD,
+        ignore_index=config["pseudo_labels"]["ignore_index"],
         code=rule_digest("pseudo_labels"),
     script:
         "../scripts/pseudo_labels.py"

@@ -12,6 +12,7 @@ run_stage(
     truth_path=snakemake.input.truth,
     resized_paths=snakemake.input.resized,
     label_paths=snakemake.input.labels,
+    area_label_paths=snakemake.input.area_labels,
     outputs=dict(snakemake.output.items()),
     **rule_params(snakemake.params),
 )

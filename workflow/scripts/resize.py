@@ -7,7 +7,8 @@ run_stage(
     snakemake.log[0],
     resize_stage,
     threads=snakemake.threads,
-    labels_path=snakemake.input[0],
+    labels_path=snakemake.input.labels,
+    area_labels_path=snakemake.input.get("area_labels"),
     resized_path=snakemake.output[0],
     **rule_params(snakemake.params),
 )
