@@ -25,8 +25,15 @@ MMENGINE_VERSION=0.10.7
 if [[ $# -eq 0 && -n ${CONDA_PREFIX:-} ]]; then
 	set -- "$CONDA_PREFIX/bin/python"
 fi
+# --offline DIR: no index at all, for a machine without internet (bench/device_mmseg.sh): the mmcv
+# sdist (its hash checked) and every wheel missing on the machine come from DIR.
+OFFLINE=
+if [[ $# -eq 3 && $2 == --offline ]]; then
+	OFFLINE=$(cd "$3" && pwd)
+	set -- "$1"
+fi
 if [[ $# -ne 1 ]]; then
-	echo "usage: bash tools/install_mmseg.sh PYTHON   (the python of the venv to install into)" >&2
+	echo "usage: bash tools/install_mmseg.sh PYTHON [--offline DIR]   (the python of the venv to install into)" >&2
 	exit 2
 fi
 PY=$(command -v "$1") || {
@@ -36,6 +43,9 @@ PY=$(command -v "$1") || {
 PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PIP=("$PY" -m pip --disable-pip-version-check)
+if [[ -n $OFFLINE ]]; then
+	PIP+=(--no-index --find-links "$OFFLINE")
+fi
 VERIFY='import mmseg, mmcv, mmengine, mmseg.models; from mmcv.ops import point_sample
 print("mmseg", mmseg.__version__, "mmcv", mmcv.__version__, "mmengine", mmengine.__version__)'
 
@@ -63,8 +73,13 @@ if [[ ${#wheels[@]} -eq 0 ]]; then
 	# env: give that env a setuptools that still has pkg_resources (this step only).
 	echo "setuptools<70" >"$WORK/build-constraints.txt"
 	echo "mmcv==$MMCV_VERSION --hash=sha256:$MMCV_SHA256" >"$WORK/mmcv.txt"
-	PIP_CONSTRAINT="$WORK/build-constraints.txt" "${PIP[@]}" download --quiet --no-cache-dir \
-		--no-deps --no-binary :all: --require-hashes -r "$WORK/mmcv.txt" -d "$WORK"
+	if [[ -n $OFFLINE ]]; then
+		cp "$OFFLINE/mmcv-$MMCV_VERSION.tar.gz" "$WORK/"
+		echo "$MMCV_SHA256  $WORK/mmcv-$MMCV_VERSION.tar.gz" | sha256sum --check --quiet
+	else
+		PIP_CONSTRAINT="$WORK/build-constraints.txt" "${PIP[@]}" download --quiet --no-cache-dir \
+			--no-deps --no-binary :all: --require-hashes -r "$WORK/mmcv.txt" -d "$WORK"
+	fi
 	tar -xzf "$WORK/mmcv-$MMCV_VERSION.tar.gz" -C "$WORK"
 	SRC=$WORK/mmcv-$MMCV_VERSION
 	"$PY" - "$SRC/setup.py" <<'EOF'

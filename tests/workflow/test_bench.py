@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
+from mmseg_support import mmseg_installed  # noqa: F401
 
 
 def test_gpu_bench_cpu_smoke(tmp_path):
@@ -24,3 +25,25 @@ def test_gpu_bench_cpu_smoke(tmp_path):
     else:
         assert "seed B loop" in table and "seed A loop" in table, table
     assert json.loads((tmp_path / "out" / "figures.json").read_text())
+
+
+def test_backends_bench_cpu_smoke(mmseg_installed):  # noqa: F811
+    """bench/backends_bench.py's rows for smp, transformers and mmseg (tiny models, 64² images,
+    CPU): the floor, every phase, the input side and the stage per worker count, the libraries'
+    own loops (MMSeg: inference_model per image), and the summary table."""
+    command = [sys.executable, str(REPO_ROOT / "bench" / "backends_bench.py"), "--cpu-smoke"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    table = result.stdout.split("\n4 images 64², cpu, batch 2, median of 1\n")[-1]
+    assert table.startswith("| what | value |"), result.stdout[-3000:]
+    for backend in ("smp", "transformers", "mmseg"):
+        for row in ("model floor |", "phase decode (torchvision CPU, 1 process)",
+                    "phase label file write", "infer stage, 0 workers",
+                    "input side alone (decode, pin, copy, model_input), auto = "):  # fmt: skip
+            assert f"| {backend}: {row}" in table, (backend, row, table)
+        assert f"| {backend} | " in table.split("| backend | model floor (s) |")[1]
+    assert "| smp: phase argmax alone |" in table
+    assert "| mmseg: phase host transform |" in table
+    assert "| mmseg: MMSeg inference_model per image |" in table
+    assert "pixels equal to the first row's: 1.00000" in table
