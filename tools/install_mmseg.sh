@@ -43,8 +43,9 @@ PY=$(command -v "$1") || {
 PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PIP=("$PY" -m pip --disable-pip-version-check)
+INDEX=() # where `pip install` finds packages: PyPI, or only the --offline folder
 if [[ -n $OFFLINE ]]; then
-	PIP+=(--no-index --find-links "$OFFLINE")
+	INDEX=(--no-index --find-links "$OFFLINE")
 fi
 VERIFY='import mmseg, mmcv, mmengine, mmseg.models; from mmcv.ops import point_sample
 print("mmseg", mmseg.__version__, "mmcv", mmcv.__version__, "mmengine", mmengine.__version__)'
@@ -108,7 +109,7 @@ EOF
 	# Ninja runs the compiles in parallel (without it setuptools compiles one file at a time).
 	VENV_BIN=$(dirname "$PY")
 	if ! PATH="$VENV_BIN:$PATH" command -v ninja >/dev/null; then
-		"${PIP[@]}" install --quiet --no-cache-dir ninja
+		"${PIP[@]}" install ${INDEX[@]+"${INDEX[@]}"} --quiet --no-cache-dir ninja
 	fi
 	# CUDA_VISIBLE_DEVICES="": mmcv's setup.py builds CUDA ops whenever torch sees a GPU.
 	# CFLAGS=-g0 drops Python's default -g (debug info): a smaller wheel and a faster build.
@@ -129,9 +130,9 @@ fi
 
 # --no-deps for mmcv and mmengine, then their requirements by hand: mmengine asks for opencv-python,
 # which would overwrite the venv's opencv-python-headless (cv2 either way).
-"${PIP[@]}" install --no-cache-dir --no-deps "${wheels[0]}" "mmengine==$MMENGINE_VERSION"
+"${PIP[@]}" install ${INDEX[@]+"${INDEX[@]}"} --no-cache-dir --no-deps "${wheels[0]}" "mmengine==$MMENGINE_VERSION"
 CV2=()
 "$PY" -c 'import cv2' 2>/dev/null || CV2=("opencv-python-headless>=4.8")
-"${PIP[@]}" install --no-cache-dir "mmsegmentation==$MMSEG_VERSION" addict packaging pillow pyyaml \
+"${PIP[@]}" install ${INDEX[@]+"${INDEX[@]}"} --no-cache-dir "mmsegmentation==$MMSEG_VERSION" addict packaging pillow pyyaml \
 	rich termcolor yapf matplotlib numpy scipy prettytable ftfy regex "${CV2[@]}"
 "$PY" -c "$VERIFY"
