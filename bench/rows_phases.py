@@ -4,13 +4,22 @@ the device, device preprocessing, the floor, argmax, copy back, label file write
 decoding on the GPU (nvjpeg) as a possible replacement for the workers' CPU decode."""
 
 import contextlib
+import functools
+import itertools
+import statistics
 
 import torch
-from timing import seconds
+from timing import seconds, timed
 
 from segsubmit.backends.base import Predictor
 from segsubmit.images import decode_rgb
-from segsubmit.infer import finish_host_copy, limit_host_threads, to_host_async
+from segsubmit.infer import (
+    finish_host_copy,
+    limit_host_threads,
+    predict_shard_to_file,
+    shard_loader,
+    to_host_async,
+)
 from segsubmit.labels import label_shard_writer
 
 
@@ -105,3 +114,24 @@ def gpu_decode_rows(table, name, paths, batch_size, repeats):
               seconds(decode_all, repeats), f"{name}: model floor",
               f"values equal to the CPU decode: {equal / total:.5f}, largest difference "
               f"{largest}")  # fmt: skip
+
+
+def stage_from_first_batch(loaded_predictor, entries, root, batch_size, workers, labels_path,
+                           repeats):  # fmt: skip
+    """(median seconds to the loader's first batch, median seconds of the infer stage's loop
+    from then on): the infer job starts its workers before it loads the model, so its loop
+    begins with the first batches decoded; here the model is loaded already, so the wait for the
+    first batch is timed apart."""
+    predictor, transform = loaded_predictor
+    firsts, loops = [], []
+    for _ in range(repeats + 1):  # the first call warms up
+        iterator = iter(
+            shard_loader(entries, root, transform, predictor.device, batch_size, workers)
+        )
+        wait, first = timed(functools.partial(next, iterator))
+        batches = itertools.chain([first], iterator)
+        loop, _ = timed(functools.partial(predict_shard_to_file, batches, entries, predictor,
+                                          batch_size, workers, "error", labels_path))  # fmt: skip
+        firsts.append(wait)
+        loops.append(loop)
+    return statistics.median(firsts[1:]), statistics.median(loops[1:])

@@ -29,8 +29,8 @@ def test_gpu_bench_cpu_smoke(tmp_path):
 
 def test_backends_bench_cpu_smoke(mmseg_installed):  # noqa: F811
     """bench/backends_bench.py's rows for smp, transformers and mmseg (tiny models, 64² images,
-    CPU): the floor, every phase, the input side and the stage per worker count, the libraries'
-    own loops (MMSeg: inference_model per image), and the summary table."""
+    CPU): the floor, every phase, the input side, the stage and its loop from the first batch per
+    worker count, the libraries' own loops (MMSeg: inference_model per image), the summary."""
     command = [sys.executable, str(REPO_ROOT / "bench" / "backends_bench.py"), "--cpu-smoke"]
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -40,7 +40,9 @@ def test_backends_bench_cpu_smoke(mmseg_installed):  # noqa: F811
     for backend in ("smp", "transformers", "mmseg"):
         for row in ("model floor |", "phase decode (torchvision CPU, 1 process)",
                     "phase label file write", "infer stage, 0 workers",
-                    "input side alone (decode, pin, copy, model_input), auto = "):  # fmt: skip
+                    "input side alone (decode, pin, copy, model_input), auto = ",
+                    "first batch after the loader starts, 0 workers",
+                    "infer stage loop from the first batch"):  # fmt: skip
             assert f"| {backend}: {row}" in table, (backend, row, table)
         assert f"| {backend} | " in table.split("| backend | model floor (s) |")[1]
     assert "| smp: phase argmax alone |" in table
