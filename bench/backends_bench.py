@@ -1,10 +1,13 @@
-"""The new backends at their floors: for an SMP Unet-ResNet34 and a SegFormer-B2-sized
-transformers model (random init, 11 classes, 512² JPEGs), the model alone on preloaded device
-batches (the floor), the infer stage in-process (decode in workers, batches, labels to a
-file), and each library's usual loop as its users write it (one image at a time). Prints a
-markdown table with the ratios.
+"""The new backends at their floors: for an SMP Unet-ResNet34, a SegFormer-B2-sized transformers
+model and MMSeg's own SegFormer-B2 config (random init, 11 classes, 512² JPEGs), the model alone
+on preloaded device batches (the floor), each phase of the input and output side alone
+(`rows_phases`), the input side alone and the infer stage in-process (decode in workers,
+batches, labels to a file) per worker count, and each library's usual loop as its users write
+it (one image at a time; MMSeg: `inference_model` per image). Prints every row with its ratio
+to the backend's floor, then a summary table.
 
-    python bench/backends_bench.py --images 819 --batch-size 32 --workers 8
+    python bench/backends_bench.py --images 819 --batch-size 32 --workers 8 auto
+    python bench/backends_bench.py --cpu-smoke            # tiny models, 64² images, on the CPU
 """
 
 import argparse
@@ -15,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from rows_infer import infer_to_file, loaded, model_floor
-from timing import seconds
+from rows_infer import infer_to_file, input_pipeline, loaded, model_floor, shard_file_agreement
+from rows_phases import gpu_decode_rows, phase_rows, stage_from_first_batch, stage_threads
+from timing import Table, seconds
 
+from segsubmit.infer import resolve_workers
 from segsubmit.manifest import build_manifest
 from segsubmit.testing import CLASSES, NUM_CLASSES
 
@@ -42,7 +47,7 @@ def smooth_images(root, count, unique=64, size=512):
     return root / "val.json"
 
 
-def smp_model(folder):
+def smp_model(folder, tiny, size):
     """An SMP Unet-ResNet34 state dict (random init) and its backend options."""
     import segmentation_models_pytorch as smp
 
@@ -53,8 +58,9 @@ def smp_model(folder):
     return folder / "smp.pt", {"architecture": "Unet", "encoder": "resnet34"}
 
 
-def segformer_b2(folder):
-    """A `save_pretrained` folder of a SegFormer with B2's sizes (random init)."""
+def segformer_b2(folder, tiny, size):
+    """A `save_pretrained` folder of a SegFormer with B2's sizes (tiny: one block per stage,
+    narrow; the processor resizing to `size`), random init."""
     from transformers import (
         SegformerConfig,
         SegformerForSemanticSegmentation,
@@ -62,14 +68,50 @@ def segformer_b2(folder):
     )
 
     torch.manual_seed(0)
-    config = SegformerConfig(num_labels=NUM_CLASSES, depths=[3, 4, 6, 3],
-                             hidden_sizes=[64, 128, 320, 512], decoder_hidden_size=768)  # fmt: skip
+    if tiny:
+        config = SegformerConfig(num_labels=NUM_CLASSES, depths=[1, 1, 1, 1],
+                                 hidden_sizes=[8, 16, 32, 64], decoder_hidden_size=32,
+                                 num_attention_heads=[1, 1, 2, 2])  # fmt: skip
+    else:
+        config = SegformerConfig(num_labels=NUM_CLASSES, depths=[3, 4, 6, 3],
+                                 hidden_sizes=[64, 128, 320, 512],
+                                 decoder_hidden_size=768)  # fmt: skip
     SegformerForSemanticSegmentation(config).save_pretrained(folder / "segformer")
-    SegformerImageProcessor().save_pretrained(folder / "segformer")
+    SegformerImageProcessor(size={"height": size, "width": size}).save_pretrained(
+        folder / "segformer"
+    )
     return folder / "segformer", {}
 
 
-def smp_usual_loop(weights, paths, device):
+MMSEG_CONFIG = "segformer/segformer_mit-b2_8xb2-160k_ade20k-512x512.py"
+
+
+def mmseg_segformer_b2(folder, tiny, size):
+    """MMSeg's own SegFormer-B2 ADE20K config (from the installed package's configs) with 11
+    classes, no pretrained download, BN for SyncBN (equal at inference), its test Resize
+    scaled to `size` (512: unchanged, (2048, 512)); tiny: one narrow block per stage. Dumped
+    as training dumps it, with a random-init checkpoint."""
+    import mmseg
+    from mmengine import Config
+    from mmseg.apis import init_model
+
+    cfg = Config.fromfile(Path(mmseg.__file__).parent / ".mim" / "configs" / MMSEG_CONFIG)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.decode_head.num_classes = NUM_CLASSES
+    cfg.model.decode_head.norm_cfg = dict(type="BN", requires_grad=True)
+    cfg.test_pipeline[1]["scale"] = (4 * size, size)
+    if tiny:
+        cfg.model.backbone.update(embed_dims=8, num_layers=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
+        cfg.model.decode_head.update(in_channels=[8, 16, 32, 64], channels=16)
+    config_file = folder / "mmseg_segformer_b2.py"
+    cfg.dump(str(config_file))
+    torch.manual_seed(0)
+    model = init_model(str(config_file), None, device="cpu")
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, folder / "mmseg.pth")
+    return folder / "mmseg.pth", {"config_file": str(config_file)}
+
+
+def smp_usual_loop(weights, options, paths, device):
     """SMP as its users run it: per image, decode (Pillow), normalise, forward, argmax, to
     host."""
     import segmentation_models_pytorch as smp
@@ -91,7 +133,7 @@ def smp_usual_loop(weights, paths, device):
     return run
 
 
-def transformers_usual_loop(folder, paths, device):
+def transformers_usual_loop(folder, options, paths, device):
     """transformers as its docs show it: per image, processor, forward, post-processing."""
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
@@ -112,40 +154,119 @@ def transformers_usual_loop(folder, paths, device):
     return run
 
 
+def mmseg_usual_loop(weights, options, paths, device):
+    """MMSeg as its users run it at batch 1: `init_model`, then `inference_model` per image file
+    (its test pipeline, `test_step`), the map to host."""
+    from mmseg.apis import inference_model, init_model
+
+    model = init_model(options["config_file"], str(weights), device=str(device))
+
+    def run():
+        for path in paths:
+            inference_model(model, str(path)).pred_sem_seg.data.cpu().numpy()
+
+    run()
+    return run
+
+
+MODELS = {
+    "smp": (smp_model, smp_usual_loop, "SMP per-image loop"),
+    "transformers": (segformer_b2, transformers_usual_loop,
+                     "processor -> model -> post_process_semantic_segmentation, per image"),
+    "mmseg": (mmseg_segformer_b2, mmseg_usual_loop, "MMSeg inference_model per image"),
+}  # fmt: skip
+
+
+def worker_counts(values, device):
+    """(label, count) of each `--workers` value (`auto` resolved as the infer stage does)."""
+    return [
+        (f"auto = {resolve_workers('auto', device)}" if value == "auto" else value,
+         resolve_workers(value if value == "auto" else int(value), device))
+        for value in values
+    ]  # fmt: skip
+
+
+def backend_rows(table, backend, arguments, work, entries, root, device):
+    """Every row of one backend (names prefixed with it); its summary figures."""
+    build, usual_loop, usual_name = MODELS[backend]
+    paths = [root / entry.path for entry in entries]
+    batch, repeats = arguments.batch_size, arguments.repeats
+    weights, options = build(work, arguments.cpu_smoke, arguments.size)
+    predictor = loaded(backend, weights, device=str(device), **options)
+    floor = f"{backend}: model floor"
+    table.row(floor, seconds(model_floor(*predictor, paths, batch), repeats))
+    phase_rows(table, backend, *predictor, paths, batch, work / f"{backend}-phase.npz", repeats)
+    if device.type == "cuda":
+        gpu_decode_rows(table, backend, paths, batch, repeats)
+    else:
+        table.skip(f"{backend}: phase decode on the GPU (nvjpeg)", "no CUDA device")
+    stages, loops = {}, {}
+    with stage_threads(device):
+        for label, count in worker_counts(arguments.workers, device):
+            pipeline = input_pipeline(*predictor, entries, root, batch, count)
+            pipeline()
+            table.row(f"{backend}: input side alone (decode, pin, copy, model_input), "
+                      f"{label} workers", seconds(pipeline, repeats), floor)  # fmt: skip
+            labels_path = work / f"{backend}-{count}.npz"
+            run = infer_to_file(predictor, entries, root, batch, count, labels_path)
+            stages[label] = seconds(run, repeats)
+            first = work / f"{backend}-{worker_counts(arguments.workers, device)[0][1]}.npz"
+            table.row(f"{backend}: infer stage, {label} workers", stages[label], floor,
+                      f"pixels equal to the first row's: "
+                      f"{shard_file_agreement(first, labels_path):.5f}")  # fmt: skip
+            wait, loop = stage_from_first_batch(predictor, entries, root, batch, count,
+                                                labels_path, repeats)  # fmt: skip
+            table.row(f"{backend}: first batch after the loader starts, {label} workers", wait,
+                      floor)  # fmt: skip
+            loops[label] = loop
+            table.row(f"{backend}: infer stage loop from the first batch (as the job, whose "
+                      f"workers start before the model loads), {label} workers", loop,
+                      floor)  # fmt: skip
+    usual = seconds(usual_loop(weights, options, paths, device), repeats)
+    table.row(f"{backend}: {usual_name}", usual, floor)
+    return table.figures[floor], stages, loops, usual, usual_name
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=819)
+    parser.add_argument("--size", type=int, default=512, help="image side")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", nargs="+", default=["8", "auto"],
+                        help="worker counts of the input-side and stage rows, or auto")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backends", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--cpu-smoke", action="store_true",
+                        help="tiny models on the CPU (--images 4 --size 64 --batch-size 2 "
+                             "--repeats 1 unless given): checks that every row runs")  # fmt: skip
     arguments = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if arguments.cpu_smoke:
+        smoke = {"images": 4, "size": 64, "batch_size": 2, "repeats": 1, "workers": ["0", "auto"]}
+        for key, value in smoke.items():
+            if getattr(arguments, key) == parser.get_default(key):
+                setattr(arguments, key, value)
+    cuda = torch.cuda.is_available() and not arguments.cpu_smoke
+    device = torch.device("cuda" if cuda else "cpu")
     work = Path(tempfile.mkdtemp(prefix="backends-bench-"))
     root = work / "data"
-    json_path = smooth_images(root, arguments.images)
+    json_path = smooth_images(root, arguments.images, size=arguments.size)
     entries = build_manifest(json_path, root, CLASSES, 1).images
-    paths = [root / entry.path for entry in entries]
-    batch, workers, repeats = arguments.batch_size, arguments.workers, arguments.repeats
-    rows = []
-    models = {"smp": (smp_model, smp_usual_loop), "transformers": (segformer_b2,
-              transformers_usual_loop)}  # fmt: skip
-    for backend, (build, usual_loop) in models.items():
-        weights, options = build(work)
-        predictor = loaded(backend, weights, device=str(device), **options)
-        floor = seconds(model_floor(*predictor, paths, batch), repeats)
-        stage = seconds(infer_to_file(predictor, entries, root, batch, workers,
-                                      work / f"{backend}.npz"), repeats)  # fmt: skip
-        usual = seconds(usual_loop(weights, paths, device), repeats)
-        rows.append((backend, floor, stage, usual))
-        print(f"{backend}: floor {floor:.3f} s, stage {stage:.3f} s, usual {usual:.3f} s")
-    print(f"\n{len(paths)} images 512², {device}, batch {batch}, {workers} workers, "
-          f"median of {repeats}")  # fmt: skip
-    print("| backend | model floor (s) | infer stage (s) | stage / floor | library's usual loop "
-          "(s) | usual / stage |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
-    for backend, floor, stage, usual in rows:
-        print(f"| {backend} | {floor:.3f} | {stage:.3f} | {stage / floor:.2f}× | {usual:.3f} | "
-              f"{usual / stage:.2f}× |")  # fmt: skip
+    table, summary = Table(), {}
+    for backend in arguments.backends:
+        summary[backend] = backend_rows(table, backend, arguments, work, entries, root, device)
+    print(f"\n{len(entries)} images {arguments.size}², {device}, batch {arguments.batch_size}, "
+          f"median of {arguments.repeats}")  # fmt: skip
+    print(table.text())
+    print("\n| backend | model floor (s) | infer stage (s), per worker count | stage / floor "
+          "| loop from the first batch / floor | library's usual loop (s) "
+          "| usual / stage |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for backend, (floor, stages, loops, usual, usual_name) in summary.items():
+        best, best_loop = min(stages, key=stages.get), min(loops, key=loops.get)
+        shown = ", ".join(f"{seconds_:.3f} ({label})" for label, seconds_ in stages.items())
+        print(f"| {backend} | {floor:.3f} | {shown} | {stages[best] / floor:.2f}× ({best}) | "
+              f"{loops[best_loop] / floor:.2f}× ({best_loop}) | {usual:.3f} ({usual_name}) | "
+              f"{usual / stages[best]:.2f}× |")  # fmt: skip
 
 
 if __name__ == "__main__":

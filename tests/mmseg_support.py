@@ -144,3 +144,35 @@ def write_mmseg_model(folder, head="UPerHead", num_classes=11, scale=(96, 72), s
     meta = {"dataset_meta": {"classes": tuple(f"c{i}" for i in range(num_classes))}}
     torch.save({"state_dict": model.state_dict(), "meta": meta}, folder / "model.pth")
     return config, folder / "model.pth"
+
+
+TTA_TEMPLATE = """
+img_ratios = {img_ratios}
+tta_model = dict(type="SegTTAModel")
+tta_pipeline = [
+    dict(type="LoadImageFromFile", backend_args=None),
+    dict(
+        type="TestTimeAug",
+        transforms=[
+            [dict(type="Resize", scale_factor=r, keep_ratio=True) for r in img_ratios],
+            [{flips}],
+            [dict(type="LoadAnnotations")],
+            [dict(type="PackSegInputs")],
+        ],
+    ),
+]
+"""
+FLIPS = {
+    "h": 'dict(type="RandomFlip", prob=1.0, direction="horizontal")',
+    "v": 'dict(type="RandomFlip", prob=1.0, direction="vertical")',
+}
+
+
+def add_tta_pipeline(config, img_ratios=(0.5, 0.75, 1.0, 1.25), flips=("h",)):
+    """Append `tta_model` and `tta_pipeline` to `config` as mmseg's configs/_base_/datasets/*.py
+    write them: `TestTimeAug` over a Resize per ratio x no flip and each flip of `flips`."""
+    choices = ['dict(type="RandomFlip", prob=0.0, direction="horizontal")']
+    choices += [FLIPS[flip] for flip in flips]
+    text = TTA_TEMPLATE.format(img_ratios=list(img_ratios), flips=", ".join(choices))
+    Path(config).write_text(Path(config).read_text() + text)
+    return config

@@ -25,8 +25,15 @@ MMENGINE_VERSION=0.10.7
 if [[ $# -eq 0 && -n ${CONDA_PREFIX:-} ]]; then
 	set -- "$CONDA_PREFIX/bin/python"
 fi
+# --offline DIR: no index at all, for a machine without internet (bench/device_mmseg.sh): the mmcv
+# sdist (its hash checked) and every wheel missing on the machine come from DIR.
+OFFLINE=
+if [[ $# -eq 3 && $2 == --offline ]]; then
+	OFFLINE=$(cd "$3" && pwd)
+	set -- "$1"
+fi
 if [[ $# -ne 1 ]]; then
-	echo "usage: bash tools/install_mmseg.sh PYTHON   (the python of the venv to install into)" >&2
+	echo "usage: bash tools/install_mmseg.sh PYTHON [--offline DIR]   (the python of the venv to install into)" >&2
 	exit 2
 fi
 PY=$(command -v "$1") || {
@@ -36,6 +43,10 @@ PY=$(command -v "$1") || {
 PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PIP=("$PY" -m pip --disable-pip-version-check)
+INDEX=() # where `pip install` finds packages: PyPI, or only the --offline folder
+if [[ -n $OFFLINE ]]; then
+	INDEX=(--no-index --find-links "$OFFLINE")
+fi
 VERIFY='import mmseg, mmcv, mmengine, mmseg.models; from mmcv.ops import point_sample
 print("mmseg", mmseg.__version__, "mmcv", mmcv.__version__, "mmengine", mmengine.__version__)'
 
@@ -63,8 +74,13 @@ if [[ ${#wheels[@]} -eq 0 ]]; then
 	# env: give that env a setuptools that still has pkg_resources (this step only).
 	echo "setuptools<70" >"$WORK/build-constraints.txt"
 	echo "mmcv==$MMCV_VERSION --hash=sha256:$MMCV_SHA256" >"$WORK/mmcv.txt"
-	PIP_CONSTRAINT="$WORK/build-constraints.txt" "${PIP[@]}" download --quiet --no-cache-dir \
-		--no-deps --no-binary :all: --require-hashes -r "$WORK/mmcv.txt" -d "$WORK"
+	if [[ -n $OFFLINE ]]; then
+		cp "$OFFLINE/mmcv-$MMCV_VERSION.tar.gz" "$WORK/"
+		echo "$MMCV_SHA256  $WORK/mmcv-$MMCV_VERSION.tar.gz" | sha256sum --check --quiet
+	else
+		PIP_CONSTRAINT="$WORK/build-constraints.txt" "${PIP[@]}" download --quiet --no-cache-dir \
+			--no-deps --no-binary :all: --require-hashes -r "$WORK/mmcv.txt" -d "$WORK"
+	fi
 	tar -xzf "$WORK/mmcv-$MMCV_VERSION.tar.gz" -C "$WORK"
 	SRC=$WORK/mmcv-$MMCV_VERSION
 	"$PY" - "$SRC/setup.py" <<'EOF'
@@ -93,7 +109,7 @@ EOF
 	# Ninja runs the compiles in parallel (without it setuptools compiles one file at a time).
 	VENV_BIN=$(dirname "$PY")
 	if ! PATH="$VENV_BIN:$PATH" command -v ninja >/dev/null; then
-		"${PIP[@]}" install --quiet --no-cache-dir ninja
+		"${PIP[@]}" install ${INDEX[@]+"${INDEX[@]}"} --quiet --no-cache-dir ninja
 	fi
 	# CUDA_VISIBLE_DEVICES="": mmcv's setup.py builds CUDA ops whenever torch sees a GPU.
 	# CFLAGS=-g0 drops Python's default -g (debug info): a smaller wheel and a faster build.
@@ -114,9 +130,9 @@ fi
 
 # --no-deps for mmcv and mmengine, then their requirements by hand: mmengine asks for opencv-python,
 # which would overwrite the venv's opencv-python-headless (cv2 either way).
-"${PIP[@]}" install --no-cache-dir --no-deps "${wheels[0]}" "mmengine==$MMENGINE_VERSION"
+"${PIP[@]}" install ${INDEX[@]+"${INDEX[@]}"} --no-cache-dir --no-deps "${wheels[0]}" "mmengine==$MMENGINE_VERSION"
 CV2=()
 "$PY" -c 'import cv2' 2>/dev/null || CV2=("opencv-python-headless>=4.8")
-"${PIP[@]}" install --no-cache-dir "mmsegmentation==$MMSEG_VERSION" addict packaging pillow pyyaml \
+"${PIP[@]}" install ${INDEX[@]+"${INDEX[@]}"} --no-cache-dir "mmsegmentation==$MMSEG_VERSION" addict packaging pillow pyyaml \
 	rich termcolor yapf matplotlib numpy scipy prettytable ftfy regex "${CV2[@]}"
 "$PY" -c "$VERIFY"

@@ -69,7 +69,7 @@ class InferSettings:
     """How the infer stage feeds the model (`infer:` apart from precision/channels_last)."""
 
     batch_size: object = 32  # an int, or "auto"
-    workers: int = 4
+    workers: object = "auto"  # an int, or "auto" (`infer.resolve_workers`)
     on_bad_image: str = "error"
     max_image_pixels: int | None = None
 

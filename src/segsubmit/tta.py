@@ -63,6 +63,7 @@ class TTAPredictor(Predictor):
             raise SegsubmitError(
                 f"infer.tta: the {type(inner).__name__} post-processes its own outputs, so "
                 "test-time augmentation is not available for it yet; remove infer.tta"
+                f"{getattr(inner, 'tta_instead', '')}"
             )
         super().__init__(inner.device, inner.num_classes, inner.precision, inner.source)
         self.inner = inner

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
+from mmseg_support import mmseg_installed  # noqa: F401
 
 
 def test_gpu_bench_cpu_smoke(tmp_path):
@@ -36,3 +37,27 @@ def test_precision_bench_cpu_smoke(tmp_path):
     for config in ("fp32", "bf16", "fp32 + channels_last", "bf16 + channels_last"):
         row = figures[f"demo: floor {config}"]
         assert row["floor"] > 0 and 0 <= row["miou"] <= 1 and 0.5 < row["equal"] <= 1
+
+
+def test_backends_bench_cpu_smoke(mmseg_installed):  # noqa: F811
+    """bench/backends_bench.py's rows for smp, transformers and mmseg (tiny models, 64² images,
+    CPU): the floor, every phase, the input side, the stage and its loop from the first batch per
+    worker count, the libraries' own loops (MMSeg: inference_model per image), the summary."""
+    command = [sys.executable, str(REPO_ROOT / "bench" / "backends_bench.py"), "--cpu-smoke"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    table = result.stdout.split("\n4 images 64², cpu, batch 2, median of 1\n")[-1]
+    assert table.startswith("| what | value |"), result.stdout[-3000:]
+    for backend in ("smp", "transformers", "mmseg"):
+        for row in ("model floor |", "phase decode (torchvision CPU, 1 process)",
+                    "phase label file write", "infer stage, 0 workers",
+                    "input side alone (decode, pin, copy, model_input), auto = ",
+                    "first batch after the loader starts, 0 workers",
+                    "infer stage loop from the first batch"):  # fmt: skip
+            assert f"| {backend}: {row}" in table, (backend, row, table)
+        assert f"| {backend} | " in table.split("| backend | model floor (s) |")[1]
+    assert "| smp: phase argmax alone |" in table
+    assert "| mmseg: phase host transform |" in table
+    assert "| mmseg: MMSeg inference_model per image |" in table
+    assert "pixels equal to the first row's: 1.00000" in table

@@ -35,6 +35,15 @@ class MMSegBackend(Backend):
                 "({model.test_cfg.mode: slide, model.test_cfg.crop_size: [512, 512], ...})"
             ),
         },
+        "tta": {
+            "type": "boolean",
+            "default": False,
+            "description": (
+                "test-time augmentation as mmseg's tools/test.py --tta runs it: the config's "
+                "tta_pipeline (TestTimeAug: its Resize scale_factor per img_ratios x its flips) "
+                "merged by SegTTAModel (mean of the views' softmax); instead of infer.tta"
+            ),
+        },
     }
     file_options = ("config_file",)
     conda_env = "mmseg.yaml"

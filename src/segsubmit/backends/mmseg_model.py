@@ -21,6 +21,7 @@ Weights are loaded strictly (`init_model` only warns about keys that do not fit)
 """
 
 import copy
+import math
 import re
 from pathlib import Path
 
@@ -110,30 +111,46 @@ def check_segmentor_config(cfg, config_file):
         )
 
 
-def inference_pipeline(cfg):
-    """`cfg.test_pipeline` as `inference_model` runs it on arrays (plain dicts)."""
-    pipeline = [
-        dict(transform)
-        for transform in copy.deepcopy(cfg.to_dict()["test_pipeline"])
-        if transform.get("type") != "LoadAnnotations"
-    ]
+def without_annotations(transforms):
+    """`transforms` (plain dicts) without `LoadAnnotations`, also inside `TestTimeAug`'s lists
+    (a list left empty is dropped: `TestTimeAug` multiplies its lists)."""
+    kept = []
+    for transform in transforms:
+        if transform.get("type") == "LoadAnnotations":
+            continue
+        if transform.get("type") == "TestTimeAug":
+            lists = [without_annotations(choices) for choices in transform["transforms"]]
+            transform = {**transform, "transforms": [choices for choices in lists if choices]}
+        kept.append(dict(transform))
+    return kept
+
+
+def inference_pipeline(cfg, key="test_pipeline"):
+    """`cfg[key]` (the test or TTA pipeline) as `inference_model` runs a pipeline on arrays
+    (plain dicts): `LoadImageFromNDArray` first, `LoadAnnotations` dropped."""
+    pipeline = without_annotations(copy.deepcopy(cfg.to_dict()[key]))
     pipeline[0]["type"] = "LoadImageFromNDArray"
     return pipeline
 
 
 class MMSegTestPipeline:
     """The host transform: a decoded uint8 RGB image (3, H, W) -> the BGR uint8 (3, h, w) tensor
-    the config's test pipeline makes of it (`PackSegInputs`' `inputs`). Picklable; the pipeline is
-    built in the process that first uses it."""
+    the config's test pipeline makes of it (`PackSegInputs`' `inputs`); with `tta`, the config's
+    `tta_pipeline` (`TestTimeAug`: one packed image per view) instead, its views flattened and
+    concatenated into one 1-D uint8 tensor (the views' shapes depend on the image size only, so
+    images of one size stack). Picklable; the pipeline is built in the process that first uses
+    it."""
 
-    def __init__(self, pipeline, default_scope="mmseg"):
+    def __init__(self, pipeline, default_scope="mmseg", tta=False):
         self.pipeline = pipeline
         self.default_scope = default_scope
+        self.tta = tta
         self.composed = None
 
     @classmethod
-    def from_config(cls, cfg):
-        return cls(inference_pipeline(cfg), cfg.get("default_scope", "mmseg"))
+    def from_config(cls, cfg, tta=False):
+        key = "tta_pipeline" if tta else "test_pipeline"
+        return cls(inference_pipeline(cfg, key), cfg.get("default_scope", "mmseg"), tta)
 
     def __getstate__(self):
         return {**self.__dict__, "composed": None}
@@ -151,16 +168,20 @@ class MMSegTestPipeline:
 
     def __call__(self, image):
         bgr = image.permute(1, 2, 0).numpy()[:, :, ::-1]
-        return self.run(bgr)["inputs"]
+        inputs = self.run(bgr)["inputs"]
+        return torch.cat([view.flatten() for view in inputs]) if self.tta else inputs
 
-    def metainfo(self, height, width):
-        """(shape of `inputs`, data sample metainfo) the pipeline gives an image of this size."""
+    def views(self, height, width):
+        """[(shape of `inputs`, dtype, data sample metainfo)] the pipeline gives an image of
+        this size: one per view (one without `tta`)."""
         packed = self.run(np.zeros((height, width, 3), np.uint8))
-        return (
-            tuple(packed["inputs"].shape),
-            packed["inputs"].dtype,
-            packed["data_samples"].metainfo,
-        )
+        inputs, samples = packed["inputs"], packed["data_samples"]
+        if not self.tta:
+            inputs, samples = [inputs], [samples]
+        return [
+            (tuple(view.shape), view.dtype, sample.metainfo)
+            for view, sample in zip(inputs, samples, strict=True)
+        ]
 
 
 def checkpoint_state_dict(weights_path):
@@ -228,9 +249,17 @@ class MMSegPredictor(Predictor):
     list: each image's pipeline output (from the host transform) on the device -> the model's
     `data_preprocessor` -> `model(..., mode="predict")` -> `pred_sem_seg` at the original size.
 
+    With `model.mmseg.tta` each view of the config's `tta_pipeline` goes through that path as
+    one batch (what `SegTTAModel.test_step` does per view, `postprocess_result` un-flipping and
+    resizing each view's logits to the original size), then the views are merged as
+    `SegTTAModel.merge_preds` merges them: the mean of their softmax, argmax.
+
     The data samples carry the metainfo the pipeline gives an image of that size (computed once
     per size on a blank image: a test pipeline's output shape and metainfo depend on the size
     only)."""
+
+    # what the refusal of infer.tta (segsubmit.tta) suggests instead
+    tta_instead = "; model.mmseg.tta: true runs the config's own tta_pipeline (MMSeg's --tta)"
 
     def __init__(self, model, pipeline, settings, device):
         super().__init__(device, settings.num_classes, settings.precision, settings.weights)
@@ -240,64 +269,127 @@ class MMSegPredictor(Predictor):
         self.channels_last = settings.channels_last
         self.metainfos = {}
 
-    def sample_metainfo(self, size, prepared_shape):
+    def size_views(self, size):
+        """[(shape, metainfo)] of each view of an image of `size`, checked once per size."""
         if size not in self.metainfos:
-            shape, dtype, metainfo = self.pipeline.metainfo(*size)
-            if dtype != torch.uint8:
+            views = self.pipeline.views(*size)
+            if any(dtype != torch.uint8 for _, dtype, _ in views):
                 raise SegsubmitError(
-                    f"{self.config_file}: test_pipeline makes {dtype} images; the mmseg backend "
-                    "takes uint8 ones (drop to_float32 from the loading transform)"
+                    f"{self.config_file}: its pipeline makes {views[0][1]} images; the mmseg "
+                    "backend takes uint8 ones (drop to_float32 from the loading transform)"
                 )
-            if metainfo.get("flip"):
+            if not self.pipeline.tta and views[0][2].get("flip"):
                 raise SegsubmitError(
-                    f"{self.config_file}: test_pipeline flips images; test-time augmentation "
-                    "(SegTTAModel, tta_pipeline) is not supported: use a pipeline without flips"
+                    f"{self.config_file}: test_pipeline flips images; for test-time "
+                    "augmentation set model.mmseg.tta: true (the config's tta_pipeline)"
                 )
-            self.metainfos[size] = shape, metainfo
-        shape, metainfo = self.metainfos[size]
-        if tuple(prepared_shape) != shape:
+            self.metainfos[size] = [(shape, metainfo) for shape, _, metainfo in views]
+        return self.metainfos[size]
+
+    def view_batches(self, prepared, size):
+        """[(images (N, 3, h, w), metainfo)] of each view of a batch (one without TTA)."""
+        views = self.size_views(tuple(size))
+        if self.pipeline.tta:
+            expected = (sum(math.prod(shape) for shape, _ in views),)
+        else:
+            expected = views[0][0]
+        if tuple(prepared.shape[1:]) != expected:
             raise SegsubmitError(
-                f"{self.config_file}: test_pipeline made a {tuple(prepared_shape)} input of a "
-                f"{size[1]}x{size[0]} image, {shape} of another; its transforms must depend on "
-                "the image size only (no random resizes)"
+                f"{self.config_file}: its pipeline made a {tuple(prepared.shape[1:])} input of a "
+                f"{size[1]}x{size[0]} image, {expected} of another; its transforms must depend "
+                "on the image size only (no random resizes)"
             )
-        return metainfo
+        if not self.pipeline.tta:
+            return [(prepared, views[0][1])]
+        batches, start = [], 0
+        for shape, metainfo in views:
+            count = math.prod(shape)
+            images = prepared[:, start : start + count].reshape(len(prepared), *shape)
+            batches.append((images, metainfo))
+            start += count
+        return batches
 
     @torch.inference_mode()
-    def segmentor_results(self, prepared, size):
-        """The model's `SegDataSample`s (`pred_sem_seg`, `seg_logits` at the original size)."""
+    def view_results(self, images, metainfo):
+        """The model's `SegDataSample`s (`pred_sem_seg`, `seg_logits` at the original size) of
+        one view of a batch."""
         from mmseg.structures import SegDataSample
 
-        metainfo = self.sample_metainfo(tuple(size), tuple(prepared.shape[1:]))
-        samples = [SegDataSample(metainfo=dict(metainfo)) for _ in range(len(prepared))]
-        data = self.model.data_preprocessor({"inputs": list(prepared), "data_samples": samples})
+        samples = [SegDataSample(metainfo=dict(metainfo)) for _ in range(len(images))]
+        data = self.model.data_preprocessor({"inputs": list(images), "data_samples": samples})
         if self.channels_last:
             data["inputs"] = data["inputs"].contiguous(memory_format=torch.channels_last)
         with autocast_context(self.device, self.precision):
-            results = self.model(**data, mode="predict")
-        finite = torch.stack([torch.isfinite(result.seg_logits.data).all() for result in results])
-        self.nonfinite = self.nonfinite + (~finite).sum()
-        return results
+            return self.model(**data, mode="predict")
 
+    def count_nonfinite(self, scores):
+        self.nonfinite = self.nonfinite + (~torch.isfinite(scores)).flatten(1).any(1).sum()
+
+    @torch.inference_mode()
+    def merged_views(self, prepared, size):
+        """(labels, mean softmax over the views) as `SegTTAModel.merge_preds` computes them."""
+        total, views = None, self.view_batches(prepared, size)
+        for images, metainfo in views:
+            results = self.view_results(images, metainfo)
+            logits = torch.stack([result.seg_logits.data for result in results])
+            total = logits.softmax(dim=1) if total is None else total + logits.softmax(dim=1)
+        probabilities = total / len(views)
+        self.count_nonfinite(probabilities)
+        return probabilities.argmax(dim=1).to(torch.uint8), probabilities.float()
+
+    def plain_outputs(self, prepared, size):
+        """(mmseg's own labels, its `seg_logits`) of a batch without TTA."""
+        ((images, metainfo),) = self.view_batches(prepared, size)
+        results = self.view_results(images, metainfo)
+        logits = torch.stack([result.seg_logits.data for result in results])
+        self.count_nonfinite(logits)
+        labels = torch.stack([result.pred_sem_seg.data[0] for result in results])
+        return labels.to(torch.uint8), logits
+
+    @torch.inference_mode()
     def predict_prepared(self, prepared, size):
-        results = self.segmentor_results(prepared, size)
-        labels = torch.stack([result.pred_sem_seg.data[0] for result in results])
-        return labels.to(torch.uint8)
+        if self.pipeline.tta:
+            return self.merged_views(prepared, size)[0]
+        return self.plain_outputs(prepared, size)[0]
 
+    @torch.inference_mode()
     def labels_and_probabilities(self, prepared, size):
-        """mmseg's own labels and the softmax of its `seg_logits`."""
-        results = self.segmentor_results(prepared, size)
-        labels = torch.stack([result.pred_sem_seg.data[0] for result in results])
-        logits = torch.stack([result.seg_logits.data for result in results]).float()
-        return labels.to(torch.uint8), logits.softmax(dim=1)
+        """mmseg's own labels and the softmax of its `seg_logits`; with TTA the merged views."""
+        if self.pipeline.tta:
+            return self.merged_views(prepared, size)
+        labels, logits = self.plain_outputs(prepared, size)
+        return labels, logits.float().softmax(dim=1)
+
+
+def settings_pipeline(settings):
+    """(the checked config, its `MMSegTestPipeline`: the test pipeline, or with
+    `model.mmseg.tta` the `tta_pipeline`) of the backend's settings."""
+    options = settings.options
+    cfg = load_mmseg_config(options["config_file"], options.get("cfg_options"))
+    tta = bool(options.get("tta"))
+    if tta:
+        check_tta_pipeline(cfg, options["config_file"])
+    return cfg, MMSegTestPipeline.from_config(cfg, tta)
+
+
+def check_tta_pipeline(cfg, config_file):
+    """One line unless `cfg.tta_pipeline` is a list ending in a `TestTimeAug`, as
+    `tools/test.py --tta` needs it."""
+    pipeline = cfg.get("tta_pipeline")
+    if not isinstance(pipeline, list | tuple) or not any(
+        isinstance(transform, dict) and transform.get("type") == "TestTimeAug"
+        for transform in pipeline
+    ):
+        raise SegsubmitError(
+            f"model.mmseg.tta: {config_file} has no tta_pipeline with a TestTimeAug (as mmseg's "
+            "configs/_base_/datasets/*.py define it); add one or set model.mmseg.tta: false"
+        )
 
 
 def mmseg_host_transform(settings):
-    """The config's test pipeline, run in the DataLoader workers on every device."""
+    """The config's test (or TTA) pipeline, run in the DataLoader workers on every device."""
     require_mmseg()
-    options = settings.options
-    cfg = load_mmseg_config(options["config_file"], options.get("cfg_options"))
-    return MMSegTestPipeline.from_config(cfg)
+    return settings_pipeline(settings)[1]
 
 
 def load_mmseg(settings, device):
@@ -307,8 +399,7 @@ def load_mmseg(settings, device):
     from mmseg.apis import init_model
 
     config_file = settings.options["config_file"]
-    cfg = load_mmseg_config(config_file, settings.options.get("cfg_options"))
-    pipeline = MMSegTestPipeline.from_config(cfg)
+    cfg, pipeline = settings_pipeline(settings)
     try:
         model = init_model(cfg, None, device="cpu")
     except Exception as err:  # the registry raises KeyError, TypeError, ... for bad configs

@@ -22,8 +22,10 @@ on the batch: the reference pipeline by construction.
 The labels come from the processor's own `post_process_semantic_segmentation`: SegFormer/UperNet
 logits resized bilinearly to the image then argmax; Mask2Former/MaskFormer class and mask
 queries combined as the library does (masks resized to 384x384, softmax x sigmoid summed over
-queries, resized to the image, argmax). OneFormer (its text task inputs need a tokenizer) is
-refused.
+queries, resized to the image, argmax). Class probabilities (ensembles, probability outputs)
+are the scores that same call computes (`return_segmentation_scores=True`): softmax of the
+upsampled logits; for mask queries the upsampled class x mask scores divided by their per-pixel
+sum. OneFormer (its text task inputs need a tokenizer) is refused.
 """
 
 import functools
@@ -229,17 +231,37 @@ class TransformersPredictor(Predictor):
             "without logits or class_queries_logits"
         )
 
-    @torch.inference_mode()
-    def predict_prepared(self, prepared, size):
+    def post_processed(self, prepared, size, scores=False):
+        """The processor's own `post_process_semantic_segmentation` of the model's outputs at
+        `size` (with `return_segmentation_scores` when `scores`), and whether the outputs are
+        mask queries (Mask2Former/MaskFormer) rather than per-class logits."""
         with autocast_context(self.device, self.precision):
             outputs = self.model(**prepared)
         batch_size = len(next(iter(prepared.values())))
         checked = self.check_outputs(outputs, batch_size)
         self.nonfinite = self.nonfinite + (~torch.isfinite(checked)).flatten(1).any(1).sum()
-        maps = self.processor.post_process_semantic_segmentation(
-            outputs, target_sizes=[tuple(size)] * batch_size
+        processed = self.processor.post_process_semantic_segmentation(
+            outputs, target_sizes=[tuple(size)] * batch_size, return_segmentation_scores=scores
         )
+        return processed, not isinstance(getattr(outputs, "logits", None), torch.Tensor)
+
+    @torch.inference_mode()
+    def predict_prepared(self, prepared, size):
+        maps, _ = self.post_processed(prepared, size)
         return torch.stack(maps).to(torch.uint8)
+
+    @torch.inference_mode()
+    def labels_and_probabilities(self, prepared, size):
+        """The processor's own labels and its `segmentation_scores` (the logits, or for mask
+        queries the class x mask probabilities summed over queries, as it upsamples them to
+        `size`) made probabilities: softmax of logits; mask-query scores divided by their sum
+        over the classes (they are positive but do not sum to 1)."""
+        processed, queries = self.post_processed(prepared, size, scores=True)
+        labels = torch.stack([item.segmentation for item in processed]).to(torch.uint8)
+        scores = torch.stack([item.segmentation_scores for item in processed]).float()
+        if queries:
+            return labels, scores / scores.sum(dim=1, keepdim=True)
+        return labels, scores.softmax(dim=1)
 
 
 def load_transformers(settings, device):

@@ -30,7 +30,7 @@ from transformers import (  # noqa: E402
     UperNetForSemanticSegmentation,
 )
 
-from segsubmit.backends.base import load_predictor  # noqa: E402
+from segsubmit.backends.base import has_probabilities, load_predictor  # noqa: E402
 from segsubmit.backends.transformers_model import (  # noqa: E402
     cpu_bilinear_resize,
     require_transformers,
@@ -139,6 +139,53 @@ def test_batched_predictions_equal_the_processors_pipeline(tmp_path, build, on_d
         assert label_map.shape == array.shape[:2]
         np.testing.assert_array_equal(label_map, library_labels(folder, array))
     assert len(np.unique(np.concatenate([m.ravel() for m in maps]))) > 1
+
+
+def library_scores(folder, array):
+    """(labels, segmentation_scores) of the processor's own pipeline on one image."""
+    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    universal = "mask2former" in type(processor).__name__.lower()
+    auto = AutoModelForUniversalSegmentation if universal else AutoModelForSemanticSegmentation
+    model = auto.from_pretrained(folder, local_files_only=True).eval()
+    with torch.no_grad():
+        outputs = model(**processor([array], return_tensors="pt"))
+    (item,) = processor.post_process_semantic_segmentation(
+        outputs, target_sizes=[array.shape[:2]], return_segmentation_scores=True
+    )
+    return item.segmentation.numpy(), item.segmentation_scores, universal
+
+
+@pytest.mark.parametrize("build", [segformer, upernet, mask2former])
+def test_probabilities_are_the_processors_scores(tmp_path, build):
+    """`labels_and_probabilities` per batch of one size: labels equal the processor's per-image
+    labels; probabilities equal the softmax of its upsampled logits (SegFormer, UperNet) or its
+    class x mask scores divided by their per-pixel sum (Mask2Former), sum to 1; their argmax
+    equals the labels except at exact ties of the probabilities (counted, all ties)."""
+    folder = save(tmp_path / "model", build)
+    entries, arrays = write_test_images(tmp_path)
+    predictor = load_predictor(hf_settings(folder))
+    assert has_probabilities(predictor)
+    agree = total = ties = 0
+    for size in dict.fromkeys(entry.size for entry in entries):
+        chosen = [array for entry, array in zip(entries, arrays, strict=True) if entry.size == size]
+        batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in chosen])
+        labels, probabilities = predictor.predict_probabilities(batch, size)
+        assert probabilities.dtype == torch.float32 and probabilities.shape[1] == NUM_CLASSES
+        torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(len(chosen), *size))
+        for index, array in enumerate(chosen):
+            their_labels, scores, universal = library_scores(folder, array)
+            expected = scores / scores.sum(dim=0) if universal else scores.softmax(dim=0)
+            np.testing.assert_array_equal(labels[index].numpy(), their_labels)
+            torch.testing.assert_close(probabilities[index], expected, rtol=1e-5, atol=1e-6)
+        top = probabilities.argmax(dim=1)
+        differ = top != labels.long()
+        at_label = probabilities.gather(1, labels.long()[:, None])[:, 0]
+        ties += int((differ & (at_label == probabilities.amax(dim=1))).sum())
+        agree += int((~differ).sum())
+        total += labels.numel()
+    assert agree + ties == total, f"{total - agree - ties} disagreements that are not ties"
+    assert agree / total >= 0.9999, f"argmax of the probabilities = the labels: {agree}/{total}"
+    print(f"{build.__name__}: argmax of probabilities = labels, {agree}/{total}; {ties} ties")
 
 
 def test_device_resize_equals_torchs_cpu_uint8_kernel():
