@@ -39,7 +39,8 @@ def plugin_section(plugin, kind):
 def load_schema(path=SCHEMA_PATH, plugin_modules=()):
     """The config schema as a dict: the file, with the registered backends and submission
     formats (built-in ones, installed ones and `plugin_modules`) merged in: their names as the
-    choices of `model.backend` and `submission.formats`, their options as their sections."""
+    choices of `model.backend` and `submission.formats`, their options as their sections; an
+    ensemble member's `model` and `tta` are the `model` and `infer.tta` sections' schemas."""
     schema = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     load_plugins(plugin_modules)
     model = schema["properties"]["model"]["properties"]
@@ -51,6 +52,11 @@ def load_schema(path=SCHEMA_PATH, plugin_modules=()):
     for name, submission_format in sorted(FORMATS.items()):
         if submission_format.options:
             submission[name] = plugin_section(submission_format, "submission format")
+    member = schema["properties"]["ensemble"]["properties"]["members"]["items"]["properties"]
+    sections = {"model": schema["properties"]["model"]}  # one definition each: the same
+    sections["tta"] = schema["properties"]["infer"]["properties"]["tta"]  # dicts, reused
+    for name, section in sections.items():
+        member[name] = {**section, "description": member[name]["description"]}
     return schema
 
 
@@ -393,6 +399,73 @@ def check_config(config, workdir=None):
     check_braces(config)
     check_paths(config, workdir)
     check_no_overlap(config, workdir)
+    if config["ensemble"] is not None:
+        check_ensemble(config, workdir)
+
+
+def check_member_model(key, model, workdir):
+    """An ensemble member's model section (`key`: its config key), as `check_paths` and
+    `check_config` check the top-level one."""
+    backend = backend_named(model["backend"])
+    if model["weights"] is None and not backend.trains_demo_model:
+        raise SegsubmitError(
+            f"{key}.weights: required for backend {backend.name!r} (only the torchvision "
+            "demo model is trained by the workflow)"
+        )
+    backend.check_options(model[backend.name])
+    if model["weights"]:
+        brace_problem(f"{key}.weights", model["weights"])
+        existing_path(f"{key}.weights", model["weights"], workdir, backend.weights_kind)
+    for option in backend.file_options:
+        if model[backend.name][option]:
+            existing_path(f"{key}.{backend.name}.{option}", model[backend.name][option], workdir)
+
+
+def check_ensemble(config, workdir):
+    """`ensemble:` across keys: unique member names, usable member models, csvs only for a
+    vote, and the settings an ensemble cannot honour refused (one line naming the key)."""
+    section, seen = config["ensemble"], set()
+    for index, member in enumerate(section["members"]):
+        key = f"ensemble.members[{index}]"
+        if member["name"] in seen:
+            raise SegsubmitError(f"{key}.name: {member['name']!r} is used twice; names are unique")
+        seen.add(member["name"])
+        check_member_model(f"{key}.model", member["model"], workdir)
+    if section["csvs"] and section["method"] != "vote":
+        raise SegsubmitError(
+            "ensemble.csvs: only a vote combines submission CSVs (they hold no probabilities); "
+            "set ensemble.method: vote or remove the csvs"
+        )
+    for index, csv_path in enumerate(section["csvs"]):
+        brace_problem(f"ensemble.csvs[{index}]", csv_path)
+        existing_path(f"ensemble.csvs[{index}]", csv_path, workdir)
+    if section["method"] == "soft" and config["resize"]["interpolation"] != "nearest":
+        raise SegsubmitError(
+            f"resize.interpolation: {config['resize']['interpolation']!r} with ensemble.method "
+            "soft, whose member probabilities are sampled at the nearest-resize pixels; use "
+            "nearest, or ensemble.method: vote"
+        )
+    if config["score"]["at_input_size"]:
+        raise SegsubmitError(
+            "score.at_input_size: an ensemble has maps at the submission size only; set it false"
+        )
+    if config["pseudo_labels"]["splits"]:
+        raise SegsubmitError(
+            "pseudo_labels.splits: exported from a single model's maps, not an ensemble's; "
+            "remove them (or run the single model)"
+        )
+    search = section["weight_search"]
+    if search["enabled"]:
+        if section["method"] != "soft":
+            raise SegsubmitError(
+                "ensemble.weight_search: searches soft-vote weights; set ensemble.method: soft"
+            )
+        split = search["split"] or next(iter(config["data"]["score"]), None)
+        if split not in config["data"]["score"]:
+            raise SegsubmitError(
+                f"ensemble.weight_search.split: {split!r} is not a scored split "
+                f"({config['data']['score']}); name one of data.score"
+            )
 
 
 def check_masks(config):

@@ -8,8 +8,8 @@ rule report_figures:
         manifest=manifest_file,
         scores=[LAYOUT.score("{split}", size) for size in SCORE_SIZES],
         truth=LAYOUT.ground_truth("{split}", SUBMISSION_SIZE),
-        resized=shard_outputs(LAYOUT.resized),
-        labels=shard_outputs(LAYOUT.labels),
+        resized=shard_outputs(SUBMISSION_MAPS),
+        labels=shard_outputs(REPORT_LABELS),
     output:
         scores=report(
             LAYOUT.split_report("{split}", "scores.html"),

@@ -1,4 +1,12 @@
-"""resize: label maps -> submission size (NEAREST) with Albumentations or Kornia."""
+"""resize: label maps -> submission size (NEAREST) with Albumentations or Kornia (an ensemble
+member's maps too: rule resize_member, workflow/rules/ensemble.smk)."""
+
+RESIZE_SETTINGS = dict(
+    backend=config["resize"]["backend"],
+    size=config["resize"]["size"],
+    interpolation=config["resize"]["interpolation"],
+    allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
+)
 
 
 rule resize:
@@ -18,10 +26,7 @@ rule resize:
         mem_mb=4000,
         runtime=30,
     params:
-        backend=config["resize"]["backend"],
-        size=config["resize"]["size"],
-        interpolation=config["resize"]["interpolation"],
-        allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
+        **RESIZE_SETTINGS,
         code=rule_digest("resize"),
     script:
         "../scripts/resize.py"
