@@ -85,7 +85,7 @@ def soft_spans(first_resized_path, probability_paths, length=SPAN):
 def soft_combined(spans, weights, device):
     """(image ids, uint8 maps (n, h, w)) of each span's `soft_vote` on `device`."""
     for image_ids, first_labels, probabilities in spans:
-        tensors = [torch.from_numpy(np.ascontiguousarray(p)).to(device) for p in probabilities]
+        tensors = [torch.from_numpy(np.array(p)).to(device) for p in probabilities]  # a copy
         labels = soft_vote(tensors, weights, torch.from_numpy(first_labels).to(device))
         yield image_ids, labels.cpu().numpy()
 
