@@ -1,7 +1,8 @@
-"""ensemble (docs/ensembles.md): per member, its own infer job per shard (its label maps and,
-for a soft vote, its fp16 class probabilities at the submission size) and the resize of its
-maps; per shard, the combine step (soft or vote) -> <split>/ensemble/resized, which the
-submission and the score read in place of <split>/resized; teammates' CSVs checked and decoded
+"""ensemble (docs/ensembles.md): per member, its own infer job per shard (its label maps and
+its fp16 class probabilities at the submission size, for a vote too: switching the method
+reruns no member) and the resize of its maps; per shard, the combine step (soft or vote) ->
+<split>/ensemble/resized, which the submission and the score read in place of
+<split>/resized; teammates' CSVs checked and decoded
 before any member's inference; on scored splits each member's score, the members' report
 and the opt-in weight search. Rules without `ensemble:` in the config are never requested.
 
@@ -83,16 +84,8 @@ rule infer_member:
         shard=shard_file,
         csvs=checked_csvs,
     output:
-        **(
-            {
-                "probabilities": LAYOUT.member(
-                    "{split}", "{member}", "probabilities", "{shard}"
-                )
-            }
-            if SOFT
-            else {}
-        ),
         labels=LAYOUT.member("{split}", "{member}", "labels", "{shard}"),
+        probabilities=LAYOUT.member("{split}", "{member}", "probabilities", "{shard}"),
     log:
         log_path("infer_member"),
     benchmark:
@@ -107,7 +100,7 @@ rule infer_member:
         model=lambda wildcards: as_params(member(wildcards).model),
         infer=as_params(InferSettings.from_config(config)),
         tta=lambda wildcards: as_params(member(wildcards).tta),
-        outputs=MEMBER_OUTPUTS if SOFT else None,
+        outputs=MEMBER_OUTPUTS,
         backend_code=member_backend_digest,
         code=rule_digest("infer_member"),
     script:
