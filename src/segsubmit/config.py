@@ -289,15 +289,14 @@ def brace_problem(key, value, allowed=()):
 
 
 def check_braces(config):
-    """Path settings that reach Snakemake's rules hold no wildcard braces but `{split}`."""
+    """Path settings that reach Snakemake's rules hold no wildcard braces but `{split}` (a
+    model's weights: `check_model`)."""
     brace_problem("results", config["results"])
     if config["data"]["root"] is not None:
         brace_problem("data.root", config["data"]["root"])
     brace_problem("data.coco_json", config["data"]["coco_json"], ("{split}",))
     if config["data"]["masks"]["folder"] is not None:
         brace_problem("data.masks.folder", config["data"]["masks"]["folder"], ("{split}",))
-    if config["model"]["weights"]:
-        brace_problem("model.weights", config["model"]["weights"])
 
 
 def check_no_overlap(config, workdir):
@@ -327,7 +326,7 @@ def mask_folder(config, split):
 def check_paths(config, workdir):
     """User files exist where the config points, resolved against `workdir` (demo data and the
     demo model are built by the workflow); scored splits' jsons hold annotations, or their
-    label-PNG folders exist."""
+    label-PNG folders exist (the model's files: `check_model`)."""
     if config["data"]["root"] is not None:
         existing_path("data.root", config["data"]["root"], workdir, "folder")
         for split in config["data"]["splits"]:
@@ -340,13 +339,6 @@ def check_paths(config, workdir):
                     f"data.score: split {split!r} is scored but {json_path} has no annotations "
                     "(its mIoU would be against all-background truth); remove it from data.score"
                 )
-    model = config["model"]
-    backend = backend_named(model["backend"])
-    if model["weights"]:
-        existing_path("model.weights", model["weights"], workdir, backend.weights_kind)
-    for key in backend.file_options:
-        if model[backend.name][key]:
-            existing_path(f"model.{backend.name}.{key}", model[backend.name][key], workdir)
 
 
 def check_config(config, workdir=None):
@@ -366,13 +358,6 @@ def check_config(config, workdir=None):
         raise SegsubmitError(
             f"data.score: {unknown_scored} not in data.splits {splits}; list only configured splits"
         )
-    backend = backend_named(config["model"]["backend"])
-    if config["model"]["weights"] is None and not backend.trains_demo_model:
-        demo_backends = sorted(name for name, b in BACKENDS.items() if b.trains_demo_model)
-        raise SegsubmitError(
-            f"model.weights: required for backend {backend.name!r} (the demo model is "
-            f"{'/'.join(demo_backends)})"
-        )
     if config["data"]["root"] is None and not set(splits) <= set(DEMO_SPLITS):
         raise SegsubmitError(
             f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
@@ -390,7 +375,6 @@ def check_config(config, workdir=None):
             f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
         )
     check_masks(config)
-    backend.check_options(config["model"][backend.name])
     for name in config["submission"]["formats"]:
         format_named(name).check_options(
             config["submission"].get(name, {}), config["classes"], config["resize"]["size"]
@@ -399,18 +383,21 @@ def check_config(config, workdir=None):
     check_braces(config)
     check_paths(config, workdir)
     check_no_overlap(config, workdir)
-    if config["ensemble"] is not None:
+    if config["ensemble"] is None:
+        check_model("model", config["model"], workdir)
+    else:  # the members' models make the results: the model section is not used
         check_ensemble(config, workdir)
 
 
-def check_member_model(key, model, workdir):
-    """An ensemble member's model section (`key`: its config key), as `check_paths` and
-    `check_config` check the top-level one."""
+def check_model(key, model, workdir):
+    """A model section (`key`: its config key, `model` or an ensemble member's): weights given
+    unless the backend trains the demo model, the backend's options, existing files."""
     backend = backend_named(model["backend"])
     if model["weights"] is None and not backend.trains_demo_model:
+        demo_backends = sorted(name for name, b in BACKENDS.items() if b.trains_demo_model)
         raise SegsubmitError(
-            f"{key}.weights: required for backend {backend.name!r} (only the torchvision "
-            "demo model is trained by the workflow)"
+            f"{key}.weights: required for backend {backend.name!r} (the demo model is "
+            f"{'/'.join(demo_backends)})"
         )
     backend.check_options(model[backend.name])
     if model["weights"]:
@@ -430,7 +417,7 @@ def check_ensemble(config, workdir):
         if member["name"] in seen:
             raise SegsubmitError(f"{key}.name: {member['name']!r} is used twice; names are unique")
         seen.add(member["name"])
-        check_member_model(f"{key}.model", member["model"], workdir)
+        check_model(f"{key}.model", member["model"], workdir)
     if section["csvs"] and section["method"] != "vote":
         raise SegsubmitError(
             "ensemble.csvs: only a vote combines submission CSVs (they hold no probabilities); "
