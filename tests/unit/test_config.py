@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
 from segsubmit.config import check_config, default_config, prepare_config
 from segsubmit.errors import SegsubmitError
@@ -244,3 +245,15 @@ def test_ensemble_cross_key_checks_name_the_key(workdir, ensemble, sections, mes
         check_config(ensemble_config(ensemble, **sections), workdir)
     assert "\n" not in str(error.value)
     check_config(ensemble_config({"members": [member("a")]}), workdir)
+
+
+def test_the_documented_ensemble_config_validates():
+    from segsubmit.config import load_schema, validate_config
+
+    text = (REPO_ROOT / "docs" / "ensembles.md").read_text().split("## Ensembles\n")[1]
+    documented = yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])
+    config = validate_config({**user_config(), **documented}, load_schema())
+    members = config["ensemble"]["members"]
+    assert [m["name"] for m in members] == ["unet_r34", "fpn_r50", "deeplab"]
+    assert all(m["tta"] == {"flips": ["h"], "scales": [0.75, 1, 1.25], "merge": "prob_mean"}
+               for m in members)  # fmt: skip

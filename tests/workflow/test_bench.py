@@ -24,3 +24,14 @@ def test_gpu_bench_cpu_smoke(tmp_path):
     else:
         assert "seed B loop" in table and "seed A loop" in table, table
     assert json.loads((tmp_path / "out" / "figures.json").read_text())
+
+
+def test_ensemble_bench_cpu_smoke():
+    command = [sys.executable, str(REPO_ROOT / "bench" / "ensemble_bench.py"), "--cpu-smoke"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    table = result.stdout.split("| what | seconds | ratio |\n")[-1]
+    for row in ("sum of forward floors (2 members x 4 views)", "as built: one infer job per",
+                "shared decode", "ttach.SegmentationTTAWrapper", "ours: TTAPredictor"):  # fmt: skip
+        assert f"| {row}" in table, result.stdout[-3000:]
