@@ -188,3 +188,14 @@ def test_weight_search_stage_finds_the_better_member_and_reports_held_out_images
     assert search["searched_weights"][0] < search["searched_weights"][1]
     assert search["miou"]["split"]["searched"] == 1.0
     assert search["miou"]["held_out"]["gain"] > 0 and search["miou"]["search"]["gain"] > 0
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (the combine's GPU path)"
+)
+def test_soft_vote_on_the_gpu_equals_the_cpu():
+    outputs = member_outputs(3, seed=7, shape=(8, NUM_CLASSES, 64, 64))
+    weights, first = [1.0, 1.5, 0.5], outputs[0][1]
+    on_cpu = soft_vote([p for p, _ in outputs], weights, first)
+    on_gpu = soft_vote([p.cuda() for p, _ in outputs], weights, first.cuda())
+    assert torch.equal(on_gpu.cpu(), on_cpu)

@@ -97,7 +97,7 @@ def test_one_member_ensemble_is_byte_identical_to_the_single_model(workdir, meth
     assert score["provenance"]["ensemble"]["members"][0]["tta"]["flips"] == ["h"]
 
 
-def test_reruns_after_a_weight_change_and_an_added_member(workdir):
+def test_reruns_after_a_weight_change_an_added_member_and_another_method(workdir):
     save_random_model(workdir / "model.pt")
     name = save_torchscript_model(workdir / "model.ts")
     members = [
@@ -152,6 +152,14 @@ def test_reruns_after_a_weight_change_and_an_added_member(workdir):
     ran = jobs_run(result)
     assert ran["infer_member"] == len(SHARDS) and ran["resize_member"] == len(SHARDS)
     assert ran["score_member"] == 1 and "manifest" not in ran and "ground_truth" not in ran
+
+    before = output_mtimes(workdir)
+    tiny_config(workdir, ensemble={"method": "vote", "members": members})  # the search is soft's
+    ran = jobs_run(run_snakemake(workdir))
+    changed = rewritten(before, output_mtimes(workdir))
+    assert not [path for path in changed if "/members/" in path]
+    assert {"val/ensemble/resized/0.npz", "val/submission.csv"} <= set(changed)
+    assert not {"infer_member", "resize_member", "score_member"} & ran.keys()
 
 
 def test_vote_with_a_teammate_csv_checked_before_any_member_runs(workdir):
