@@ -39,7 +39,8 @@ def plugin_section(plugin, kind):
 def load_schema(path=SCHEMA_PATH, plugin_modules=()):
     """The config schema as a dict: the file, with the registered backends and submission
     formats (built-in ones, installed ones and `plugin_modules`) merged in: their names as the
-    choices of `model.backend` and `submission.formats`, their options as their sections."""
+    choices of `model.backend` and `submission.formats`, their options as their sections; an
+    ensemble member's `model` and `tta` are the `model` and `infer.tta` sections' schemas."""
     schema = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     load_plugins(plugin_modules)
     model = schema["properties"]["model"]["properties"]
@@ -51,6 +52,11 @@ def load_schema(path=SCHEMA_PATH, plugin_modules=()):
     for name, submission_format in sorted(FORMATS.items()):
         if submission_format.options:
             submission[name] = plugin_section(submission_format, "submission format")
+    member = schema["properties"]["ensemble"]["properties"]["members"]["items"]["properties"]
+    sections = {"model": schema["properties"]["model"]}  # one definition each: the same
+    sections["tta"] = schema["properties"]["infer"]["properties"]["tta"]  # dicts, reused
+    for name, section in sections.items():
+        member[name] = {**section, "description": member[name]["description"]}
     return schema
 
 
@@ -283,15 +289,14 @@ def brace_problem(key, value, allowed=()):
 
 
 def check_braces(config):
-    """Path settings that reach Snakemake's rules hold no wildcard braces but `{split}`."""
+    """Path settings that reach Snakemake's rules hold no wildcard braces but `{split}` (a
+    model's weights: `check_model`)."""
     brace_problem("results", config["results"])
     if config["data"]["root"] is not None:
         brace_problem("data.root", config["data"]["root"])
     brace_problem("data.coco_json", config["data"]["coco_json"], ("{split}",))
     if config["data"]["masks"]["folder"] is not None:
         brace_problem("data.masks.folder", config["data"]["masks"]["folder"], ("{split}",))
-    if config["model"]["weights"]:
-        brace_problem("model.weights", config["model"]["weights"])
 
 
 def check_no_overlap(config, workdir):
@@ -321,7 +326,7 @@ def mask_folder(config, split):
 def check_paths(config, workdir):
     """User files exist where the config points, resolved against `workdir` (demo data and the
     demo model are built by the workflow); scored splits' jsons hold annotations, or their
-    label-PNG folders exist."""
+    label-PNG folders exist (the model's files: `check_model`)."""
     if config["data"]["root"] is not None:
         existing_path("data.root", config["data"]["root"], workdir, "folder")
         for split in config["data"]["splits"]:
@@ -334,13 +339,6 @@ def check_paths(config, workdir):
                     f"data.score: split {split!r} is scored but {json_path} has no annotations "
                     "(its mIoU would be against all-background truth); remove it from data.score"
                 )
-    model = config["model"]
-    backend = backend_named(model["backend"])
-    if model["weights"]:
-        existing_path("model.weights", model["weights"], workdir, backend.weights_kind)
-    for key in backend.file_options:
-        if model[backend.name][key]:
-            existing_path(f"model.{backend.name}.{key}", model[backend.name][key], workdir)
 
 
 def check_config(config, workdir=None):
@@ -360,13 +358,6 @@ def check_config(config, workdir=None):
         raise SegsubmitError(
             f"data.score: {unknown_scored} not in data.splits {splits}; list only configured splits"
         )
-    backend = backend_named(config["model"]["backend"])
-    if config["model"]["weights"] is None and not backend.trains_demo_model:
-        demo_backends = sorted(name for name, b in BACKENDS.items() if b.trains_demo_model)
-        raise SegsubmitError(
-            f"model.weights: required for backend {backend.name!r} (the demo model is "
-            f"{'/'.join(demo_backends)})"
-        )
     if config["data"]["root"] is None and not set(splits) <= set(DEMO_SPLITS):
         raise SegsubmitError(
             f"data.splits: the demo dataset has splits {'/'.join(DEMO_SPLITS)}, not {splits}; "
@@ -384,8 +375,8 @@ def check_config(config, workdir=None):
             f"data.category_map: maps to {unknown_targets}, which `classes` does not list"
         )
     check_masks(config)
-    check_probability_settings(config, backend)
-    backend.check_options(config["model"][backend.name])
+    if config["ensemble"] is None:  # an ensemble's members: check_ensemble
+        check_probability_settings(config, backend_named(config["model"]["backend"]))
     for name in config["submission"]["formats"]:
         format_named(name).check_options(
             config["submission"].get(name, {}), config["classes"], config["resize"]["size"]
@@ -395,6 +386,81 @@ def check_config(config, workdir=None):
     check_paths(config, workdir)
     check_block_max(config, workdir)
     check_no_overlap(config, workdir)
+    if config["ensemble"] is None:
+        check_model("model", config["model"], workdir)
+    else:  # the members' models make the results: the model section is not used
+        check_ensemble(config, workdir)
+
+
+def check_model(key, model, workdir):
+    """A model section (`key`: its config key, `model` or an ensemble member's): weights given
+    unless the backend trains the demo model, the backend's options, existing files."""
+    backend = backend_named(model["backend"])
+    if model["weights"] is None and not backend.trains_demo_model:
+        demo_backends = sorted(name for name, b in BACKENDS.items() if b.trains_demo_model)
+        raise SegsubmitError(
+            f"{key}.weights: required for backend {backend.name!r} (the demo model is "
+            f"{'/'.join(demo_backends)})"
+        )
+    backend.check_options(model[backend.name])
+    if model["weights"]:
+        brace_problem(f"{key}.weights", model["weights"])
+        existing_path(f"{key}.weights", model["weights"], workdir, backend.weights_kind)
+    for option in backend.file_options:
+        if model[backend.name][option]:
+            existing_path(f"{key}.{backend.name}.{option}", model[backend.name][option], workdir)
+
+
+def check_ensemble(config, workdir):
+    """`ensemble:` across keys: unique member names, usable member models, csvs only for a
+    vote, and the settings an ensemble cannot honour refused (one line naming the key)."""
+    section, seen = config["ensemble"], set()
+    for index, member in enumerate(section["members"]):
+        key = f"ensemble.members[{index}]"
+        if member["name"] in seen:
+            raise SegsubmitError(f"{key}.name: {member['name']!r} is used twice; names are unique")
+        seen.add(member["name"])
+        check_model(f"{key}.model", member["model"], workdir)
+    if section["csvs"] and section["method"] != "vote":
+        raise SegsubmitError(
+            "ensemble.csvs: only a vote combines submission CSVs (they hold no probabilities); "
+            "set ensemble.method: vote or remove the csvs"
+        )
+    for index, csv_path in enumerate(section["csvs"]):
+        brace_problem(f"ensemble.csvs[{index}]", csv_path)
+        existing_path(f"ensemble.csvs[{index}]", csv_path, workdir)
+    if config["resize"]["interpolation"] == "probability":
+        raise SegsubmitError(
+            "resize.interpolation: probability is a single model's (its infer job averages the "
+            "probabilities at the images' size); an ensemble's members are resized with nearest"
+        )
+    if section["method"] == "soft" and config["resize"]["interpolation"] != "nearest":
+        raise SegsubmitError(
+            f"resize.interpolation: {config['resize']['interpolation']!r} with ensemble.method "
+            "soft, whose member probabilities are sampled at the nearest-resize pixels; use "
+            "nearest, or ensemble.method: vote"
+        )
+    if config["score"]["at_input_size"]:
+        raise SegsubmitError(
+            "score.at_input_size: an ensemble has maps at the submission size only; set it false"
+        )
+    if config["pseudo_labels"]["splits"]:
+        raise SegsubmitError(
+            "pseudo_labels.splits: exported from a single model's maps, not an ensemble's; "
+            "remove them (or run the single model)"
+        )
+    search = section["weight_search"]
+    if search["enabled"]:
+        if section["method"] != "soft":
+            raise SegsubmitError(
+                "ensemble.weight_search: searches soft-vote weights; set ensemble.method: soft"
+            )
+        split = search["split"] or next(iter(config["data"]["score"]), None)
+        if split not in config["data"]["score"]:
+            raise SegsubmitError(
+                f"ensemble.weight_search.split: {split!r} is not a scored split "
+                f"({config['data']['score']}); name one of data.score"
+            )
 
 
 def check_probability_settings(config, backend):

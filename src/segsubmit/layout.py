@@ -64,6 +64,26 @@ class Layout:
     def score(self, split, size, suffix="json"):
         return self.path(split, "score", f"{size}.{suffix}")
 
+    # per split, ensembles (docs/ensembles.md)
+    def member(self, split, member, kind, shard):
+        """An ensemble member's per-shard file: `kind` labels (argmax maps at the images' own
+        size), probabilities (fp16 at the submission size) or resized (its labels resized)."""
+        return self.path(split, "members", member, kind, f"{shard}.npz")
+
+    def ensemble_resized(self, split, shard):
+        """The combined maps at the submission size (read in place of `resized`)."""
+        return self.path(split, "ensemble", "resized", f"{shard}.npz")
+
+    def ensemble_csv(self, split, csv, shard):
+        """The maps of `ensemble.csvs[csv]`, checked and decoded, per shard."""
+        return self.path(split, "ensemble", "csvs", str(csv), f"{shard}.npz")
+
+    def member_score(self, split, member, size, suffix="json"):
+        return self.path(split, "score", "members", member, f"{size}.{suffix}")
+
+    def weight_search(self, split):
+        return self.path(split, "ensemble", "weight_search.json")
+
     def split_report(self, split, name):
         return self.path(split, "report", name)
 
@@ -95,6 +115,13 @@ JOB_PATTERNS = {
     "ground_truth": "{split}/{size}",
     "score": "{split}/{size}",
     "report_figures": "{split}",
+    "infer_member": "{split}/{member}/{shard}",
+    "resize_member": "{split}/{member}/{shard}",
+    "ensemble_csv": "{split}/{csv}",
+    "ensemble_combine": "{split}/{shard}",
+    "score_member": "{split}/{member}/{size}",
+    "weight_search": "{split}",
+    "report_members": "{split}",
 }
 JOB_PATTERNS_WILDCARDS = {
     rule: tuple(part.strip("{}") for part in pattern.split("/"))

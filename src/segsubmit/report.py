@@ -708,3 +708,105 @@ def report_runtimes_stage(benchmark_root, figure_path):
     for rule, jobs in sorted(runtimes.items()):
         log.info("runtimes: %s: %d job(s), %.2f s", rule, len(jobs), sum(s for _, s in jobs))
     save_figure(runtimes_figure(runtimes), figure_path)
+
+
+def member_gains(member_scores, ensemble_scores):
+    """(M, C) per-class IoU of each member minus the ensemble's (NaN where either is n/a):
+    positive where a member alone beats the ensemble on a class, negative where combining helps
+    that class."""
+    ensemble = np.array([np.nan if v is None else v for v in ensemble_scores["per_class_iou"]])
+    members = np.array(
+        [[np.nan if v is None else v for v in s["per_class_iou"]] for s in member_scores]
+    ).reshape(-1, ensemble.size)
+    return members - ensemble
+
+
+def member_table_html(names, member_scores, ensemble_scores, class_names, search=None):
+    """A standalone HTML page: per-class IoU and mIoU of each member and of the ensemble (the
+    best member of each class marked), and the weight search's result when there is one."""
+    rows_scores = [*member_scores, ensemble_scores]
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in [*names, "ensemble"])
+    rows = []
+    for index, class_name in enumerate(class_names):
+        values = [s["per_class_iou"][index] for s in member_scores]
+        known = [v for v in values if v is not None]
+        best = max(known) if known else None
+        cells = "".join(
+            f"<td{' class=best' if v is not None and v == best else ''}>{_format_iou(v)}</td>"
+            for v in values
+        )
+        cells += f"<td>{_format_iou(ensemble_scores['per_class_iou'][index])}</td>"
+        rows.append(f'<tr><td class="name">{index} {html.escape(class_name)}</td>{cells}</tr>')
+    cells = "".join(f"<td>{_format_iou(s['miou'])}</td>" for s in rows_scores)
+    rows.append(f'<tr class="summary" id="miou"><th>mIoU (dataset)</th>{cells}</tr>')
+    extra = ""
+    if search is not None:
+        parts = "".join(
+            f"<tr><td>{part}</td><td>{search['images'].get(part, '')}</td>"
+            f"<td>{values['configured']:.4f}</td><td>{values['searched']:.4f}</td>"
+            f"<td>{values['gain']:+.4f}</td></tr>"
+            for part, values in search["miou"].items()
+        )
+        weights = ", ".join(
+            f"{html.escape(n)} {c:g} &rarr; {f:g}"
+            for n, c, f in zip(
+                search["members"], search["configured_weights"], search["searched_weights"],
+                strict=True,
+            )
+        )  # fmt: skip
+        extra = (
+            "<h2>Weight search (reported, not applied)</h2>"
+            f'<p id="weights">Weights: {weights} ({search["evaluations"]} evaluations). Searched '
+            "on every other image; the held-out images show whether the gain carries over.</p>"
+            '<table id="search"><tr><th>images</th><th>count</th><th>configured mIoU</th>'
+            f"<th>searched mIoU</th><th>gain</th></tr>{parts}</table>"
+        )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>ensemble members</title>'
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 10px;text-align:right}"
+        "td.name,th{text-align:left}tr.summary{background:#eef}td.best{font-weight:bold}"
+        "</style></head><body><h1>Ensemble members</h1>"
+        f'<table id="members"><tr><th>class</th>{head}</tr>{"".join(rows)}</table>{extra}'
+        "</body></html>\n"
+    )
+
+
+def member_gain_figure(names, gains, class_names):
+    """Heatmap of `member_gains` (members x classes): which member beats the ensemble on which
+    class (red) and where combining helps (blue)."""
+    figure = new_figure(0.5 * len(class_names) + 3, 0.45 * len(names) + 2)
+    axes = figure.add_subplot()
+    limit = max(float(np.nanmax(np.abs(gains))) if np.isfinite(gains).any() else 0, 1e-3)
+    image = axes.imshow(gains, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    if gains.size <= LABELED_CLASSES * 4:
+        for (row, column), value in np.ndenumerate(gains):
+            text = "n/a" if np.isnan(value) else f"{value:+.3f}"
+            axes.text(column, row, text, ha="center", va="center", fontsize=7)
+    axes.set_yticks(range(len(names)), names)
+    set_class_ticks(axes, class_names, axis="x", rotation=90)
+    figure.colorbar(image, ax=axes, label="member IoU - ensemble IoU")
+    axes.set_title("Per-class IoU of each member minus the ensemble's")
+    return figure
+
+
+def report_members_stage(
+    member_score_paths, ensemble_score_path, names, class_names, outputs, search_paths=()
+):
+    """A scored split's ensemble items: `outputs` maps table (HTML) and chart (PNG) to paths;
+    `search_paths`: the weight search's json, when it ran on this split."""
+    import json
+
+    def read(path):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+    member_scores = [read(path) for path in member_score_paths]
+    ensemble_scores = read(ensemble_score_path)
+    search = read(search_paths[0]) if search_paths else None
+    table = member_table_html(names, member_scores, ensemble_scores, class_names, search)
+    save_text(outputs["table"], table)
+    gains = member_gains(member_scores, ensemble_scores)
+    save_figure(member_gain_figure(names, gains, class_names), outputs["chart"])
+    for name, scores in zip(names, member_scores, strict=True):
+        log.info("report: member %s mIoU %.4f", name, scores["miou"])
+    log.info("report: ensemble mIoU %.4f", ensemble_scores["miou"])

@@ -114,3 +114,82 @@ def from_params(settings_class, values):
         key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
     }
     return settings_class(**converted)
+
+
+@dataclass(frozen=True)
+class MemberSettings:
+    """One ensemble member (`ensemble.members[]`): its name, weight, model and TTA; the
+    `infer:` settings other than TTA are the top-level ones."""
+
+    name: str
+    weight: float
+    model: ModelSettings
+    tta: TTASettings
+
+    @classmethod
+    def from_config(cls, config, member, weights):
+        """From a validated `ensemble.members[]` entry; `weights`: its weights in use (the
+        demo model's path when its `model.weights` is null)."""
+        model = ModelSettings.from_config({**config, "model": member["model"]}, weights)
+        return cls(
+            member["name"], float(member["weight"]), model, TTASettings.from_config(member["tta"])
+        )
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """`ensemble:`: how the members' predictions are combined (docs/ensembles.md)."""
+
+    method: str
+    members: tuple  # of MemberSettings, in config order (the tie order)
+    csvs: tuple = ()
+    weight_search: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config, demo_weights):
+        """From the validated config (None without `ensemble:`)."""
+        section = config.get("ensemble")
+        if not section:
+            return None
+        members = tuple(
+            MemberSettings.from_config(config, member, member["model"]["weights"] or demo_weights)
+            for member in section["members"]
+        )
+        search = dict(section["weight_search"])
+        return cls(section["method"], members, tuple(section["csvs"]), search)
+
+    @property
+    def names(self):
+        return [member.name for member in self.members]
+
+    @property
+    def weights(self):
+        return [member.weight for member in self.members]
+
+    def member(self, name):
+        return next(member for member in self.members if member.name == name)
+
+    def files(self):
+        """{"<member>.<role>": path} of every member's model files (Snakemake inputs, hashed
+        in provenance)."""
+        return {
+            f"{member.name}.{role}": path
+            for member in self.members
+            for role, path in member.model.files().items()
+        }
+
+    def provenance(self):
+        """What a result records about the ensemble that made it."""
+        return {
+            "method": self.method,
+            "members": [
+                {
+                    "name": m.name,
+                    "weight": m.weight,
+                    "model": m.model.provenance(),
+                    "tta": asdict(m.tta),
+                }
+                for m in self.members
+            ],
+            "csvs": list(self.csvs),
+        }

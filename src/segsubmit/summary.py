@@ -16,14 +16,19 @@ from .plugins import format_named
 WARNING_MARK = " WARNING "  # as segsubmit.logs.LOG_FORMAT writes a warning line
 
 
-def split_outputs(layout, split, shards, score_sizes, formats):
-    """{stage: [output paths]} of one split (scored when `score_sizes`)."""
+def split_outputs(layout, split, shards, score_sizes, formats, members=()):
+    """{stage: [output paths]} of one split (scored when `score_sizes`); with ensemble
+    `members` (names), theirs and the combined maps in place of the single model's."""
     outputs = {
         "manifest": [layout.manifest(split)],
         "infer": [layout.labels(split, shard) for shard in shards],
         "resize": [layout.resized(split, shard) for shard in shards],
         "submission": [layout.submission(split, format_named(f).file_name) for f in formats],
     }
+    if members:
+        for stage, kind in (("infer", "labels"), ("resize", "resized")):
+            outputs[stage] = [layout.member(split, m, kind, k) for m in members for k in shards]
+        outputs["ensemble"] = [layout.ensemble_resized(split, shard) for shard in shards]
     if score_sizes:
         outputs["ground_truth"] = [layout.ground_truth(split, size) for size in score_sizes]
         outputs["score"] = [layout.score(split, size) for size in score_sizes]
@@ -72,7 +77,7 @@ def split_logs(layout, split, shards, score_sizes):
     ]
 
 
-def split_summary(layout, split, shards, score_sizes, started, formats):
+def split_summary(layout, split, shards, score_sizes, started, formats, members=()):
     """Lines about one split: the files, scores, ran/reused per stage; and its warnings."""
     report_path = layout.submission_report(split)
     report = read_json_or_none(report_path) or {}
@@ -87,7 +92,7 @@ def split_summary(layout, split, shards, score_sizes, started, formats):
                 f"{score['per_image_mean_miou']:.4f}; {layout.score(split, size, 'txt')})"
             )
     stages = []
-    outputs = split_outputs(layout, split, shards, score_sizes, formats)
+    outputs = split_outputs(layout, split, shards, score_sizes, formats, members)
     for stage, paths in outputs.items():
         ran, reused, missing = ran_and_reused(paths, started)
         counts = [f"{ran} ran"] * bool(ran) + [f"{reused} reused"] * bool(reused)
@@ -101,7 +106,7 @@ def split_summary(layout, split, shards, score_sizes, started, formats):
 
 def run_summary(
     results, splits, scored_splits, score_sizes, shards, started, failed=False,
-    formats=("competition_csv",),
+    formats=("competition_csv",), members=(),
 ):  # fmt: skip
     """The end-of-run summary text (`started`: the run's start, epoch seconds)."""
     layout = Layout(results)
@@ -113,7 +118,9 @@ def run_summary(
     lines, warnings = [header], []
     for split in splits:
         sizes = score_sizes if split in scored_splits else []
-        split_lines, split_warnings = split_summary(layout, split, shards, sizes, started, formats)
+        split_lines, split_warnings = split_summary(
+            layout, split, shards, sizes, started, formats, members
+        )
         lines += split_lines
         warnings += split_warnings
     lines.append(f"warnings: {len(warnings)}" + ("" if warnings else " (none)"))
@@ -138,9 +145,10 @@ def summary_of_config(config, started, failed=False):
     data, size = config["data"], config["resize"]["size"]
     score_sizes = [f"{size[0]}x{size[1]}"] + ["input"] * config["score"]["at_input_size"]
     shards = range(shard_count(data["shards"], config["model"]["device"], visible_gpu_count()))
+    members = [member["name"] for member in (config.get("ensemble") or {}).get("members", [])]
     return run_summary(
         config["results"], data["splits"], data["score"], score_sizes, shards, started, failed,
-        config["submission"]["formats"],
+        config["submission"]["formats"], members,
     )  # fmt: skip
 
 

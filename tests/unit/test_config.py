@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
 from segsubmit.config import check_config, default_config, prepare_config
 from segsubmit.errors import SegsubmitError
@@ -148,3 +149,111 @@ def test_results_beside_the_data_folder_and_demo_data_inside_results_pass(workdi
     config["results"] = "data-results"  # a sibling whose name starts like the data folder's
     check_config(config, workdir)
     check_config(default_config(), workdir)  # demo data lives in results/demo by design
+
+
+def ensemble_config(ensemble, **sections):
+    """`user_config` with a validated `ensemble:` section (defaults filled in)."""
+    from segsubmit.config import load_schema, validate_config
+
+    config = user_config(model={"weights": "model.pt"}, **sections)
+    config["ensemble"] = ensemble
+    return validate_config(config, load_schema())
+
+
+def member(name, weights="model.pt", tta=None, **model):
+    return {"name": name, "model": {"weights": weights, **model}, **({"tta": tta} if tta else {})}
+
+
+def test_without_ensemble_the_section_is_null_and_members_reuse_the_model_schema(workdir):
+    from segsubmit.config import load_schema
+
+    schema = load_schema()
+    assert default_config(schema)["ensemble"] is None
+    properties = schema["properties"]["ensemble"]["properties"]["members"]["items"]["properties"]
+    assert properties["model"]["properties"] is schema["properties"]["model"]["properties"]
+    tta = schema["properties"]["infer"]["properties"]["tta"]
+    assert properties["tta"]["properties"] is tta["properties"]
+    config = ensemble_config({"members": [member("a", tta={"flips": ["h"]})]})
+    assert config["ensemble"]["method"] == "soft" and config["ensemble"]["csvs"] == []
+    assert config["ensemble"]["members"][0]["tta"] == {
+        "flips": ["h"], "scales": [1], "merge": "prob_mean"
+    }  # fmt: skip
+    assert config["ensemble"]["members"][0]["model"]["backend"] == "torchvision"
+    check_config(config, workdir)
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "expected"),
+    [
+        ({"members": [member("a b")]}, "ensemble.members.0.name: 'a b' does not match"),
+        ({"members": []}, "ensemble.members: [] should be non-empty"),
+        ({"members": [{"name": "a"}]}, "ensemble.members.0: 'model' is a required property"),
+        ({"members": [member("a", backend="onnx")]}, "ensemble.members.0.model.backend: 'onnx'"),
+        ({"members": [{**member("a"), "weight": 0}]}, "ensemble.members.0.weight: 0 is less"),
+        ({"method": "mean", "members": [member("a")]}, "ensemble.method: 'mean' is not one of"),
+    ],
+)
+def test_ensemble_schema_errors_name_the_key(ensemble, expected):
+    config = user_config(model={"weights": "model.pt"})
+    config["ensemble"] = ensemble
+    with pytest.raises(SegsubmitError) as error:
+        prepare_config(config)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "sections", "message"),
+    [
+        ({"members": [member("a"), member("a")]}, {}, r"ensemble.members\[1\].name: 'a' is used"),
+        ({"members": [member("a", "gone.pt")]}, {}, r"ensemble.members\[0\].model.weights: 'gone"),
+        (
+            {"members": [member("a", None, backend="smp")]},
+            {},
+            r"ensemble.members\[0\].model.weights: required for backend 'smp'",
+        ),
+        (
+            {"members": [member("a")], "csvs": ["model.pt"]},
+            {},
+            "ensemble.csvs: only a vote combines submission CSVs",
+        ),
+        (
+            {"method": "vote", "members": [member("a")], "csvs": ["mate.csv"]},
+            {},
+            r"ensemble.csvs\[0\]: 'mate.csv' resolves to",
+        ),
+        (
+            {"members": [member("a")]},
+            {"resize": {"interpolation": "block_max"}},
+            "resize.interpolation: 'block_max' with ensemble.method soft",
+        ),
+        ({"members": [member("a")]}, {"score": {"at_input_size": True}}, "score.at_input_size:"),
+        ({"members": [member("a")]}, {"pseudo_labels": {"splits": ["val"]}}, "pseudo_labels.sp"),
+        (
+            {"method": "vote", "members": [member("a")], "weight_search": {"enabled": True}},
+            {},
+            "ensemble.weight_search: searches soft-vote weights",
+        ),
+        (
+            {"members": [member("a")], "weight_search": {"enabled": True, "split": "test"}},
+            {},
+            "ensemble.weight_search.split: 'test' is not a scored split",
+        ),
+    ],
+)
+def test_ensemble_cross_key_checks_name_the_key(workdir, ensemble, sections, message):
+    with pytest.raises(SegsubmitError, match=message) as error:
+        check_config(ensemble_config(ensemble, **sections), workdir)
+    assert "\n" not in str(error.value)
+    check_config(ensemble_config({"members": [member("a")]}), workdir)
+
+
+def test_the_documented_ensemble_config_validates():
+    from segsubmit.config import load_schema, validate_config
+
+    text = (REPO_ROOT / "docs" / "ensembles.md").read_text().split("## Ensembles\n")[1]
+    documented = yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])
+    config = validate_config({**user_config(), **documented}, load_schema())
+    members = config["ensemble"]["members"]
+    assert [m["name"] for m in members] == ["unet_r34", "fpn_r50", "deeplab"]
+    assert all(m["tta"] == {"flips": ["h"], "scales": [0.75, 1, 1.25], "merge": "prob_mean"}
+               for m in members)  # fmt: skip

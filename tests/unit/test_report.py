@@ -16,9 +16,11 @@ from segsubmit.report import (
     interpolation_figure,
     invented_mask,
     iou_bar_figure,
+    member_gains,
     overlay,
     per_image_miou,
     pick_samples,
+    report_members_stage,
     runtimes_figure,
     samples_figure,
     save_figure,
@@ -212,3 +214,47 @@ def test_figures_cost_is_bounded_with_256_classes():
     growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert seconds < 30 and growth_mb < 1024, (seconds, growth_mb)
     assert max(len(png) for png in pngs) < 5_000_000
+
+
+def test_member_report_shows_each_member_against_the_ensemble(tmp_path):
+    import json
+
+    truths = blob_maps()
+    members = {
+        "unet": score_images(truths, truths // 2, 11),
+        "deeplab": score_images(truths, truths, 11),
+    }
+    ensemble = score_images(truths, np.where(truths > 4, truths, 0), 11)
+    paths = []
+    for name, scores in [*members.items(), ("ensemble", ensemble)]:
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(scores))
+    search = {
+        "members": ["unet", "deeplab"],
+        "configured_weights": [1, 1],
+        "searched_weights": [0.5, 2],
+        "evaluations": 9,
+        "images": {"search": 2, "held_out": 1},
+        "miou": {
+            part: {"configured": 0.5, "searched": 0.6, "gain": 0.1}
+            for part in ("search", "held_out", "split")
+        },
+    }
+    (tmp_path / "search.json").write_text(json.dumps(search))
+    outputs = {"table": tmp_path / "members.html", "chart": tmp_path / "members_iou.png"}
+    report_members_stage(
+        paths[:2], paths[2], list(members), CLASSES, outputs, [tmp_path / "search.json"]
+    )
+    page = outputs["table"].read_text()
+    assert "<th>unet</th><th>deeplab</th><th>ensemble</th>" in page
+    assert f"{ensemble['miou']:.4f}" in page and f"{members['unet']['miou']:.4f}" in page
+    assert "unet 1 &rarr; 0.5, deeplab 1 &rarr; 2" in page and "+0.1000" in page
+    assert outputs["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gains = member_gains(list(members.values()), ensemble)
+    assert gains.shape == (2, 11)
+    expected = np.array(members["deeplab"]["per_class_iou"], dtype=float) - np.array(
+        [np.nan if v is None else v for v in ensemble["per_class_iou"]]
+    )
+    np.testing.assert_allclose(gains[1], expected)
+    report_members_stage(paths[:1], paths[2], ["unet"], CLASSES, outputs)  # no search
+    assert "Weight search" not in outputs["table"].read_text()

@@ -61,3 +61,14 @@ def test_backends_bench_cpu_smoke(mmseg_installed):  # noqa: F811
     assert "| mmseg: phase host transform |" in table
     assert "| mmseg: MMSeg inference_model per image |" in table
     assert "pixels equal to the first row's: 1.00000" in table
+
+
+def test_ensemble_bench_cpu_smoke():
+    command = [sys.executable, str(REPO_ROOT / "bench" / "ensemble_bench.py"), "--cpu-smoke"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    table = result.stdout.split("| what | seconds | ratio |\n")[-1]
+    for row in ("sum of forward floors (2 members x 4 views)", "as built: one infer job per",
+                "shared decode", "ttach.SegmentationTTAWrapper", "ours: TTAPredictor"):  # fmt: skip
+        assert f"| {row}" in table, result.stdout[-3000:]

@@ -13,7 +13,13 @@ from segsubmit.layout import JOB_PATTERNS, Layout
 from segsubmit.ground_truth import mask_path
 from segsubmit.manifest import Manifest, image_fingerprint
 from segsubmit.plugins import backend_named, format_named
-from segsubmit.settings import InferSettings, ModelSettings, TTASettings, as_params
+from segsubmit.settings import (
+    EnsembleSettings,
+    InferSettings,
+    ModelSettings,
+    TTASettings,
+    as_params,
+)
 
 SCRIPTS_DIR = os.path.join(str(workflow.current_basedir), "..", "scripts")
 LAYOUT = Layout(config["results"])
@@ -64,10 +70,28 @@ DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
 WEIGHTS = LAYOUT.demo_model() if USE_DEMO_MODEL else config["model"]["weights"]
 MODEL = ModelSettings.from_config(config, WEIGHTS)
 FORMATS = [format_named(name) for name in config["submission"]["formats"]]
+# `ensemble:` (docs/ensembles.md): the members' combined maps replace the single model's.
+ENSEMBLE = EnsembleSettings.from_config(config, LAYOUT.demo_model())
+SUBMISSION_MAPS = LAYOUT.ensemble_resized if ENSEMBLE else LAYOUT.resized
+RESULT_MODEL_FILES = ENSEMBLE.files() if ENSEMBLE else MODEL.files()
+
+
+def first_member_labels(split, shard):
+    """The first ensemble member's maps at the images' size (the report's resizing panel)."""
+    return LAYOUT.member(split, ENSEMBLE.names[0], "labels", shard)
+
+
+REPORT_LABELS = first_member_labels if ENSEMBLE else LAYOUT.labels
+
+
 PROBABILITY_RESIZE = config["resize"]["interpolation"] == "probability"
 # Infer jobs write area_labels (probability-space resizing): for the submission, or for the
 # report of scored splits; only backends whose predictors give class probabilities can.
-AREA_LABELS = BACKEND.probabilities and (PROBABILITY_RESIZE or bool(SCORED_SPLITS))
+AREA_LABELS = (
+    not ENSEMBLE
+    and BACKEND.probabilities
+    and (PROBABILITY_RESIZE or bool(SCORED_SPLITS))
+)
 PSEUDO_SPLITS = config["pseudo_labels"]["splits"]
 PSEUDO_THRESHOLD = config["pseudo_labels"]["threshold"]
 
@@ -76,6 +100,8 @@ wildcard_constraints:
     split="|".join(SPLITS),
     size=r"input|\d+x\d+",
     shard=r"\d+",
+    member="|".join(ENSEMBLE.names) if ENSEMBLE else "(?!)",
+    csv=r"\d+",
 
 
 def coco_json(split):
@@ -130,6 +156,11 @@ def model_inputs(wildcards):
     return MODEL.files()
 
 
+def result_model_inputs(wildcards):
+    """The model files a submission or score was made with (every member's in an ensemble)."""
+    return RESULT_MODEL_FILES
+
+
 def parse_size_name(size_name):
     """'256x256' -> [256, 256]; 'input' -> None (the images' own size)."""
     return None if size_name == "input" else [int(v) for v in size_name.split("x")]
@@ -165,6 +196,14 @@ def provenance_settings(rules, size_name=None):
         "model_packages": list(BACKEND.packages),
         "classes": CLASSES,
     }
+    if ENSEMBLE:
+        members = [member.model.declaration for member in ENSEMBLE.members]
+        settings = {
+            "ensemble": ENSEMBLE.provenance(),
+            "model_packages": sorted({name for b in members for name in b.packages}),
+            "classes": CLASSES,
+        }
+        rules = [r for rule in rules for r in ENSEMBLE_RULES.get(rule, [rule])]
     if size_name != "input":
         settings["resize"] = {
             key: config["resize"][key] for key in ("backend", "interpolation", "size")
@@ -175,9 +214,14 @@ def provenance_settings(rules, size_name=None):
     return settings
 
 
+# the rules that make an ensemble's results in place of the single model's infer and resize
+ENSEMBLE_RULES = {"infer": ["infer_member"], "resize": ["resize", "ensemble_combine"]}
+
+
 def scored_label_maps(wildcards):
-    """The maps a score is computed on: resized to the submission size, or at input size."""
-    maps = LAYOUT.labels if wildcards.size == "input" else LAYOUT.resized
+    """The maps a score is computed on: resized to the submission size (an ensemble's
+    combined maps), or at input size."""
+    maps = LAYOUT.labels if wildcards.size == "input" else SUBMISSION_MAPS
     return [maps(wildcards.split, shard) for shard in SHARDS]
 
 

@@ -9,8 +9,8 @@ rule report_figures:
         manifest=manifest_file,
         scores=[LAYOUT.score("{split}", size) for size in SCORE_SIZES],
         truth=LAYOUT.ground_truth("{split}", SUBMISSION_SIZE),
-        resized=shard_outputs(LAYOUT.resized),
-        labels=shard_outputs(LAYOUT.labels),
+        resized=shard_outputs(SUBMISSION_MAPS),
+        labels=shard_outputs(REPORT_LABELS),
         area_labels=shard_outputs(LAYOUT.area_labels) if AREA_LABELS else [],
     output:
         scores=report(

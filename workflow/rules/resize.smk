@@ -1,5 +1,13 @@
 """resize: label maps -> submission size (NEAREST) with Albumentations or Kornia (or another
-resize.interpolation; probability: the infer job's area-averaged-probability maps)."""
+resize.interpolation; probability: the infer job's area-averaged-probability maps); an ensemble
+member's maps too: rule resize_member, workflow/rules/ensemble.smk."""
+
+RESIZE_SETTINGS = dict(
+    backend=config["resize"]["backend"],
+    size=config["resize"]["size"],
+    interpolation=config["resize"]["interpolation"],
+    allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
+)
 
 
 # With resize.interpolation: probability the infer job's probability-space maps (area_labels)
@@ -26,10 +34,7 @@ rule resize:
         mem_mb=4000,
         runtime=30,
     params:
-        backend=config["resize"]["backend"],
-        size=config["resize"]["size"],
-        interpolation=config["resize"]["interpolation"],
-        allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
+        **RESIZE_SETTINGS,
         code=rule_digest("resize"),
     script:
         "../scripts/resize.py"

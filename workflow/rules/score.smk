@@ -33,7 +33,7 @@ rule ground_truth:
 
 rule score:
     input:
-        unpack(model_inputs),
+        unpack(result_model_inputs),
         truth=LAYOUT.ground_truth("{split}", "{size}"),
         labels=scored_label_maps,
     output:
@@ -55,7 +55,7 @@ rule score:
         class_names=CLASSES,
         size_name="{size}",
         ignore_index=config["score"]["ignore_index"],
-        model_files=MODEL.files(),
+        model_files=RESULT_MODEL_FILES,
         provenance_settings=lambda wildcards: provenance_settings(
             ["manifest", "infer"]
             + ([] if wildcards.size == "input" else ["resize"])

@@ -5,9 +5,9 @@ run's critical path), then submission.valid.json."""
 
 rule submission:
     input:
-        unpack(model_inputs),
+        unpack(result_model_inputs),
         manifest=manifest_file,
-        resized=shard_outputs(LAYOUT.resized),
+        resized=shard_outputs(SUBMISSION_MAPS),
     output:
         **submission_files(),
         report=LAYOUT.submission_report("{split}"),
@@ -26,7 +26,7 @@ rule submission:
         size=config["resize"]["size"],
         formats=[fmt.name for fmt in FORMATS],
         submission_options=config["submission"],
-        model_files=MODEL.files(),
+        model_files=RESULT_MODEL_FILES,
         provenance_settings=provenance_settings(
             ["manifest", "infer", "resize", "submission"]
         ),

@@ -302,3 +302,13 @@ def write_checked_submission(csv_path, file_names, label_maps, settings):
     )
     log.info("submission: %d rows -> %s (re-read and checked)", rows, csv_path)
     return {"rows": rows}
+
+
+def read_label_maps(csv_path, size):
+    """(image_id, uint8 map of `size` (h, w)) of each row of a submission CSV, in file order;
+    for a file `validate_submission` has passed (it reads the file as pandas does)."""
+    with open(csv_path, "rb") as handle:
+        records = iter_csv_records(lines_as_pandas_reads(handle))
+        next(records)  # the header
+        for image_id, values in records:
+            yield as_text(image_id), np.array(values.split(), dtype=np.uint8).reshape(size)
