@@ -64,6 +64,8 @@ DATA_ROOT = DEMO_ROOT if USE_DEMO_DATA else config["data"]["root"]
 WEIGHTS = LAYOUT.demo_model() if USE_DEMO_MODEL else config["model"]["weights"]
 MODEL = ModelSettings.from_config(config, WEIGHTS)
 FORMATS = [format_named(name) for name in config["submission"]["formats"]]
+# Formats whose per-shard parts the resize jobs write (the submission job gathers them).
+FRAGMENT_FORMATS = [fmt for fmt in FORMATS if fmt.fragments]
 
 
 wildcard_constraints:
@@ -141,6 +143,7 @@ def log_path(rule_name, pattern=None):
 
 RULE_PLUGINS = {
     "infer": [BACKEND],
+    "resize": FRAGMENT_FORMATS,
     "submission": FORMATS,
 }  # loaded by name in these jobs
 
@@ -178,6 +181,24 @@ def scored_label_maps(wildcards):
 def shard_outputs(maps, split="{split}"):
     """`maps` (a `Layout` method: labels, resized) of every shard of `split`."""
     return [maps(split, shard) for shard in SHARDS]
+
+
+def fragment_files(split="{split}", shard="{shard}"):
+    """{"<format>_fragment": path} of the fragment formats' parts of one shard."""
+    return {
+        f"{fmt.name}_fragment": LAYOUT.fragment(split, shard, fmt.name)
+        for fmt in FRAGMENT_FORMATS
+    }
+
+
+def fragment_inputs(split="{split}"):
+    """{"<format>_fragment": paths of every shard} for the submission job."""
+    return {
+        f"{fmt.name}_fragment": [
+            LAYOUT.fragment(split, shard, fmt.name) for shard in SHARDS
+        ]
+        for fmt in FRAGMENT_FORMATS
+    }
 
 
 def submission_files(split="{split}"):
