@@ -1,5 +1,7 @@
 """Paths and settings shared by the rules (derived from the validated, checked config)."""
 
+import functools
+
 from segsubmit.codehash import script_digest
 from segsubmit.config import (
     cache_requested,
@@ -148,6 +150,7 @@ RULE_PLUGINS = {
 }  # loaded by name in these jobs
 
 
+@functools.cache  # params and provenance ask for most rules' digests more than once
 def rule_digest(rule):
     """`code_digest` of a rule's script and the plug-ins its job loads."""
     return code_digest(f"{rule}.py", RULE_PLUGINS.get(rule, ()))
