@@ -39,6 +39,8 @@ def parse_arguments():
     add("--large", type=int, default=81900, help="L: the whole-run vs infer ratio (0: skip)")
     add("--min-size", type=int, default=512)
     add("--cores", type=int, default=4, help="snakemake --cores")
+    add("--shards", default=None,
+        help="data.shards of every run (default: the schema's auto; --cpu-smoke: 2)")  # fmt: skip
     add("--noop-repeats", type=int, default=3)
     smoke = "tiny CPU run: 64² images, a random torchvision model, 2 shards, N=6, L=12"
     add("--cpu-smoke", action="store_true", help=smoke)
@@ -65,6 +67,11 @@ def linked_dataset(source_json, root, count):
     return root / "val.json"
 
 
+def shard_setting(text):
+    """`--shards` as the config value: a number, or `auto`."""
+    return text if text == "auto" else int(text)
+
+
 def model_and_overrides(work, arguments):
     """(seed script arguments or None, function data root -> config overrides): Detectron2 as
     e2e.py runs it, or under --cpu-smoke a random torchvision model at the images' size."""
@@ -72,12 +79,18 @@ def model_and_overrides(work, arguments):
         model = detectron2_model(work / "models", arguments.min_size)
         seed = ["--config", str(model[0]), "--weights", str(model[1]),
                 "--min-size", str(arguments.min_size)]  # fmt: skip
-        return seed, lambda root: detectron2_overrides(model, root)
+        shards = {} if arguments.shards is None else {"shards": shard_setting(arguments.shards)}
+        return seed, lambda root: detectron2_overrides(model, root, **shards)
     weights = save_random_model(work / "model.pt", architecture=SMOKE_ARCHITECTURE)
     model = {"weights": str(weights), "torchvision": {"architecture": SMOKE_ARCHITECTURE}}
     overrides = {"model": model, "infer": {"batch_size": 4, "workers": 0}}
     return None, lambda root: {
-        "data": {"root": str(root), "splits": ["val"], "score": [], "shards": 2},
+        "data": {
+            "root": str(root),
+            "splits": ["val"],
+            "score": [],
+            "shards": shard_setting(arguments.shards or "2"),
+        },
         **overrides,
     }
 
@@ -127,7 +140,9 @@ def main():
     count = arguments.images
     json_path = replicate_dataset(work / "data", count, unique=min(count, 64), size=image_size)
     table = Table()
-    print(f"{count} / {arguments.large} images, --cores {arguments.cores}", flush=True)
+    shards = arguments.shards or ("2" if arguments.cpu_smoke else "auto")
+    print(f"{count} / {arguments.large} images, --cores {arguments.cores}, data.shards {shards}",
+          flush=True)  # fmt: skip
     seed_name = f"seed script, fresh process, cold, {count} images"
     if seed is None or detectron2_missing():
         table.skip("seed script", detectron2_missing() or "--cpu-smoke: no detectron2 model")
@@ -171,7 +186,8 @@ def main():
         shutil.rmtree(work / "run-large")
     print(f"\n{table.text()}")
     arguments.out.mkdir(parents=True, exist_ok=True)
-    figures = {"figures": table.figures, "peak_rss_mib": memory, "cores": arguments.cores}
+    figures = {"figures": table.figures, "peak_rss_mib": memory, "cores": arguments.cores,
+               "shards": shards}  # fmt: skip
     (arguments.out / "pace.json").write_text(json.dumps(figures, indent=1))
 
 
