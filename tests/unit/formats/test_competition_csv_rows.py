@@ -53,6 +53,17 @@ def test_gathered_csv_is_byte_identical_to_the_one_pass_writer(tmp_path, high):
     assert sorted(os.listdir(tmp_path))[-2:] == ["gathered.csv", "one_pass.csv"]
 
 
+def test_empty_shards_and_an_empty_manifest_gather(tmp_path):
+    maps = random_maps(len(NAMES))
+    settings = fragments_of(tmp_path, maps, shards=len(NAMES) + 9)  # 9 fragments hold no row
+    gather_submission(tmp_path / "gathered.csv", NAMES, settings)
+    write_submission(tmp_path / "one_pass.csv", NAMES, maps)
+    assert (tmp_path / "gathered.csv").read_bytes() == (tmp_path / "one_pass.csv").read_bytes()
+    empty = csv_settings(image_ids=(), fragments=settings.fragments[len(NAMES) :])
+    assert gather_submission(tmp_path / "empty.csv", [], empty) == {"rows": 0}
+    assert (tmp_path / "empty.csv").read_bytes() == b"image_id,PredictionString\n"
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 255), min_size=1, max_size=200))
 def test_decode_row_inverts_encode_row(values):
