@@ -248,6 +248,7 @@ def copy_rows(plan, sources, target, rows):
 
 
 def row_spans(count):
+    """Consecutive ranges of row positions, one thread's work each."""
     return [
         range(first, min(first + ROWS_PER_TASK, count)) for first in range(0, count, ROWS_PER_TASK)
     ]
@@ -256,12 +257,9 @@ def row_spans(count):
 def first_problem(plan, handle, rows):
     """(line, problem) of the first of `rows` (positions) whose name field or row bytes in the
     file `handle` (a descriptor) differ from the plan; None when all match."""
-    if not rows:
-        return None
-    start, stop = (
-        int(plan.targets[rows[0]]),
-        int(plan.targets[rows[-1]] + len(plan.names[rows[-1]]) + plan.lengths[rows[-1]]),
-    )
+    last = rows[-1]
+    start = int(plan.targets[rows[0]])
+    stop = int(plan.targets[last]) + len(plan.names[last]) + int(plan.lengths[last])
     data = memoryview(os.pread(handle, stop - start, start))
     for row in rows:
         name_start = int(plan.targets[row]) - start
