@@ -33,10 +33,22 @@ def absolute_base(node, module, is_package):
     return ".".join(parts + ([node.module] if node.module else []))
 
 
+STATEMENT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def statements(nodes):
+    """Every statement of `nodes` and of the blocks nested in them (functions, classes, if,
+    try, with, loops, match), without walking into expressions: imports are statements."""
+    for node in nodes:
+        yield node
+        for name in STATEMENT_LISTS:
+            yield from statements(getattr(node, name, ()))
+
+
 def imported_names(source, module="", is_package=False):
     """Every dotted name imported anywhere in `source` (with each `from x import y` giving both
     `x` and `x.y`, since y may be a submodule)."""
-    for node in ast.walk(ast.parse(source)):
+    for node in statements(ast.parse(source).body):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -47,6 +47,10 @@ class Layout:
     def resized(self, split, shard):
         return self.path(split, "resized", f"{shard}.npz")
 
+    def fragment(self, split, shard, format_name):
+        """A submission format's part for one shard, written by its resize job."""
+        return self.path(split, "resized", f"{shard}.{format_name}.rows")
+
     def submission(self, split, file_name):
         """A submission file (its format's `file_name`)."""
         return self.path(split, file_name)

@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import os
 import pkgutil
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .errors import SegsubmitError
@@ -76,6 +77,37 @@ class Backend:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class FormatSettings:
+    """What a format's writer and validator need: class count, map size (h, w), the format's
+    own `submission.<format>` options, the class names, the threads to use, the images' COCO
+    ids in manifest order (formats that name images by id: coco_rle) and the format's per-shard
+    fragments in shard order (formats with `fragments`, once their resize jobs wrote them)."""
+
+    num_classes: int
+    size: tuple
+    options: dict = field(default_factory=dict)
+    class_names: tuple = ()
+    threads: int | None = None
+    image_ids: tuple = ()
+    fragments: tuple = ()
+
+    def names(self):
+        """The class names, or the indices as text where only the count is known."""
+        return self.class_names or tuple(str(index) for index in range(self.num_classes))
+
+
+def format_settings(name, submission_options, class_names, size, threads=None, image_ids=(),
+                    fragments=()):  # fmt: skip
+    """`FormatSettings` of format `name` (`submission_options`: the `submission:` section;
+    `class_names`: the names, or a class count where only the count is known)."""
+    names = tuple(class_names) if not isinstance(class_names, int) else ()
+    count = class_names if isinstance(class_names, int) else len(names)
+    options = dict(submission_options.get(name, {}))
+    return FormatSettings(count, tuple(size), options, names, threads, tuple(image_ids),
+                          tuple(fragments))  # fmt: skip
+
+
 class SubmissionFormat:
     """A submission format's declaration.
 
@@ -85,15 +117,19 @@ class SubmissionFormat:
     - `write(path, file_names, label_maps, settings)`: write the file (atomically: a file under
       the final name has passed `validate`); `label_maps()` returns a fresh iterator over the
       resized maps in manifest order (read lazily, as often as the format needs);
-      `settings`: a `submission.FormatSettings`. Returns the check's summary dict.
+      `settings`: a `FormatSettings`. Returns the check's summary dict.
     - `validate(path, file_names, settings)`: re-read a finished file and compare it with what
       it must hold; one `SegsubmitError` line naming the first problem. Used by the workflow
       before the final rename and by `segsubmit validate-submission --format <name>`.
+    - `fragments`: whether each resize job also writes the shard's part of the file
+      (`write_fragment(path, image_ids, label_maps, settings)`: the shard's resized maps,
+      checked as they are encoded), so that `write` only gathers them (`settings.fragments`).
     """
 
     name: ClassVar[str]
     file_name: ClassVar[str]
     options: ClassVar[dict] = {}
+    fragments: ClassVar[bool] = False
 
     @classmethod
     def check_options(cls, section, class_names, size):
@@ -105,6 +141,10 @@ class SubmissionFormat:
 
     @staticmethod
     def validate(path, file_names, settings):
+        raise NotImplementedError
+
+    @staticmethod
+    def write_fragment(path, image_ids, label_maps, settings):
         raise NotImplementedError
 
 

@@ -7,7 +7,13 @@ from conftest import CLASSES, make_dataset
 
 from segsubmit.errors import SegsubmitError
 from segsubmit.ground_truth import validated_dataset
-from segsubmit.manifest import build_manifest, file_digest, image_fingerprint, shard_of
+from segsubmit.manifest import (
+    IMAGES_AT_ONCE,
+    build_manifest,
+    file_digest,
+    image_fingerprint,
+    shard_of,
+)
 from segsubmit.summary import checkpoint_note
 
 
@@ -33,6 +39,33 @@ def test_manifest_keeps_json_order_and_hashes_files(dataset):
     coco = json.loads((dataset / "val.json").read_text())
     assert [e.id for e in entries] == [i["id"] for i in coco["images"]]
     assert all(len(e.sha1) == 40 and e.shard == shard_of(e.file_name, 3) for e in entries)
+
+
+def test_threaded_hashing_gives_the_sequential_manifest_and_the_first_bad_image(tmp_path):
+    """More images than one hand-over to the threads (IMAGES_AT_ONCE): the manifest built by 4
+    threads equals the one built by 1, entry by entry; with two bad images the error names the
+    first in json order, as a sequential loop would."""
+    root = make_dataset(tmp_path / "data", {"val": 3}, size=16)
+    coco = json.loads((root / "val.json").read_text())
+    images = [
+        {**coco["images"][index % 3], "id": index, "file_name": f"copy/{index:05d}.jpg"}
+        for index in range(IMAGES_AT_ONCE + 37)
+    ]
+    (root / "copy").mkdir()
+    for index, image in enumerate(images):
+        data = (root / coco["images"][index % 3]["file_name"]).read_bytes()
+        (root / image["file_name"]).write_bytes(data + index.to_bytes(4, "little"))  # distinct
+    edit_json(root, lambda c: c.update(images=images, annotations=[]))
+    one = build_manifest(root / "val.json", root, CLASSES, 3, threads=1)
+    four = build_manifest(root / "val.json", root, CLASSES, 3, threads=4)
+    assert one == four and len({e.sha1 for e in four.images}) == len(images)
+    assert [e.sha1 for e in four.images] == [
+        file_digest(root / image["file_name"]) for image in images
+    ]
+    for index in (IMAGES_AT_ONCE + 5, 700):
+        (root / images[index]["file_name"]).unlink()
+    with pytest.raises(SegsubmitError, match="lists 'copy/00700.jpg' but"):
+        build_manifest(root / "val.json", root, CLASSES, 3, threads=4)
 
 
 def test_shard_assignment_is_stable_when_images_are_added():

@@ -13,6 +13,7 @@ from segsubmit.codehash import (
     PACKAGE_DIR,
     digest_table,
     import_closure,
+    imported_names,
     module_file,
     plugin_table,
     rule_scripts,
@@ -37,6 +38,37 @@ def package_copy(tmp_path_factory):
     copy = tmp_path_factory.mktemp("package") / "segsubmit"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
+
+
+NESTED_IMPORTS = """
+import a
+def f():
+    if x:
+        import b
+    else:
+        from c import d
+class K:
+    def m(self):
+        try:
+            import e
+        except ImportError:
+            import f2
+        finally:
+            import g
+        with h:
+            for i in j:
+                while k:
+                    import l2
+        match m:
+            case 1:
+                from .n import o
+print("import p")  # a string: no import
+"""
+
+
+def test_imports_in_every_kind_of_block_are_found():
+    names = set(imported_names(NESTED_IMPORTS, module="segsubmit.x"))
+    assert names == {"a", "b", "c", "c.d", "e", "f2", "g", "l2", "segsubmit.n", "segsubmit.n.o"}
 
 
 def test_every_script_rule_is_found():

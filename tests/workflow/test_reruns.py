@@ -8,8 +8,11 @@ import pytest
 from conftest import REPO_ROOT, make_dataset, run_snakemake, save_random_model, tiny_config
 from PIL import Image
 
-from segsubmit.formats.competition_csv import validate_submission
-from segsubmit.manifest import shard_of
+from segsubmit.formats.competition_csv import validate_submission, write_submission
+from segsubmit.formats.competition_csv_rows import RowFragment
+from segsubmit.labels import maps_in_order
+from segsubmit.manifest import Manifest, shard_of
+from segsubmit.testing import write_submission_baseline
 
 pytestmark = pytest.mark.workflow
 
@@ -69,6 +72,34 @@ def test_first_run_then_nothing_to_do(user_workdir):
     assert "Nothing to be done" in second.stdout + second.stderr
 
 
+def test_gathered_csv_equals_the_one_pass_writer_and_a_corrupted_fragment_is_refused(
+    user_workdir,
+):
+    """The CSV the submission job gathers from the resize jobs' row fragments has the bytes of
+    the one-pass writer (and of the baseline's pandas writer) on the same maps; a fragment
+    changed after its resize job makes the next run refuse the CSV before its final name."""
+    run_snakemake(user_workdir)
+    split = user_workdir / "results" / "val"
+    entries = Manifest.load(split / "manifest.json").images
+    maps = list(maps_in_order([e.id for e in entries], sorted(split.glob("resized/*.npz"))))
+    names = [entry.file_name for entry in entries]
+    write_submission(user_workdir / "one_pass.csv", names, maps)
+    write_submission_baseline(user_workdir / "baseline.csv", names, maps)
+    gathered = (split / "submission.csv").read_bytes()
+    assert gathered == (user_workdir / "one_pass.csv").read_bytes()
+    assert gathered == (user_workdir / "baseline.csv").read_bytes()
+    fragment = split / "resized" / "1.competition_csv.rows"
+    first_row = RowFragment.load(fragment).offsets[0]
+    data = bytearray(fragment.read_bytes())
+    data[first_row] = ord("9") if data[first_row] != ord("9") else ord("8")
+    fragment.write_bytes(bytes(data))  # newer than submission.csv: the submission job reruns
+    result = run_snakemake(user_workdir, check=False)
+    log = (user_workdir / "results" / "logs" / "submission" / "val.log").read_text()
+    assert result.returncode != 0
+    assert "differs from the row checked into results/val/resized/1.competition_csv.rows" in log
+    assert not (split / "submission.csv").exists() and not list(split.glob(".submission.csv*"))
+
+
 def test_resize_backend_change_reruns_only_resize_and_after(user_workdir):
     run_snakemake(user_workdir)
     before = output_mtimes(user_workdir)
@@ -77,7 +108,9 @@ def test_resize_backend_change_reruns_only_resize_and_after(user_workdir):
     run_snakemake(user_workdir)
     changed = rewritten(before, output_mtimes(user_workdir))
     assert changed == [
+        "val/resized/0.competition_csv.rows",
         "val/resized/0.npz",
+        "val/resized/1.competition_csv.rows",
         "val/resized/1.npz",
         "val/score/32x32.json",
         "val/score/32x32.txt",
@@ -116,7 +149,10 @@ def test_added_image_reruns_only_its_shard(user_workdir, tmp_path_factory):
     changed = rewritten(before, output_mtimes(user_workdir))
     new_shard = shard_of(new_image["file_name"], 2)
     assert [p for p in changed if p.startswith("val/labels/")] == [f"val/labels/{new_shard}.npz"]
-    assert [p for p in changed if p.startswith("val/resized/")] == [f"val/resized/{new_shard}.npz"]
+    assert [p for p in changed if p.startswith("val/resized/")] == [
+        f"val/resized/{new_shard}.competition_csv.rows",
+        f"val/resized/{new_shard}.npz",
+    ]
     csv_path = user_workdir / "results" / "val" / "submission.csv"
     assert validate_submission(csv_path, val_file_names(user_workdir), 11, 32 * 32) == 13
 

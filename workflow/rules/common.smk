@@ -1,5 +1,7 @@
 """Paths and settings shared by the rules (derived from the validated, checked config)."""
 
+import functools
+
 from segsubmit.codehash import script_digest
 from segsubmit.config import (
     cache_requested,
@@ -94,6 +96,9 @@ AREA_LABELS = (
 )
 PSEUDO_SPLITS = config["pseudo_labels"]["splits"]
 PSEUDO_THRESHOLD = config["pseudo_labels"]["threshold"]
+# Formats whose per-shard parts the resize jobs write (the submission job gathers them); an
+# ensemble's CSV is written in one pass by its submission job (the combine jobs write none).
+FRAGMENT_FORMATS = [] if ENSEMBLE else [fmt for fmt in FORMATS if fmt.fragments]
 
 
 wildcard_constraints:
@@ -178,10 +183,12 @@ def log_path(rule_name, pattern=None):
 
 RULE_PLUGINS = {
     "infer": [BACKEND],
+    "resize": FRAGMENT_FORMATS,
     "submission": FORMATS,
 }  # loaded by name in these jobs
 
 
+@functools.cache  # params and provenance ask for most rules' digests more than once
 def rule_digest(rule):
     """`code_digest` of a rule's script and the plug-ins its job loads."""
     return code_digest(f"{rule}.py", RULE_PLUGINS.get(rule, ()))
@@ -228,6 +235,24 @@ def scored_label_maps(wildcards):
 def shard_outputs(maps, split="{split}"):
     """`maps` (a `Layout` method: labels, resized) of every shard of `split`."""
     return [maps(split, shard) for shard in SHARDS]
+
+
+def fragment_files(split="{split}", shard="{shard}"):
+    """{"<format>_fragment": path} of the fragment formats' parts of one shard."""
+    return {
+        f"{fmt.name}_fragment": LAYOUT.fragment(split, shard, fmt.name)
+        for fmt in FRAGMENT_FORMATS
+    }
+
+
+def fragment_inputs(split="{split}"):
+    """{"<format>_fragment": paths of every shard} for the submission job."""
+    return {
+        f"{fmt.name}_fragment": [
+            LAYOUT.fragment(split, shard, fmt.name) for shard in SHARDS
+        ]
+        for fmt in FRAGMENT_FORMATS
+    }
 
 
 def submission_files(split="{split}"):

@@ -43,9 +43,9 @@ rule infer_member:
 
 rule resize_member:
     input:
-        after_manifest(LAYOUT.member("{split}", "{member}", "labels", "{shard}")),
+        labels=after_manifest(LAYOUT.member("{split}", "{member}", "labels", "{shard}")),
     output:
-        LAYOUT.member("{split}", "{member}", "resized", "{shard}"),
+        resized=LAYOUT.member("{split}", "{member}", "resized", "{shard}"),
     log:
         log_path("resize_member"),
     benchmark:
@@ -58,6 +58,7 @@ rule resize_member:
         runtime=30,
     params:
         **RESIZE_SETTINGS,
+        fragment_formats=[],
         code=rule_digest("resize"),
     script:
         "../scripts/resize.py"

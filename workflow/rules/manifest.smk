@@ -17,7 +17,8 @@ checkpoint manifest:
         benchmark_path("manifest")
     conda:
         "../../envs/core.yaml"
-    threads: 1
+    # Each image is resolved, its header read and its bytes hashed, `threads` at a time.
+    threads: THREADS
     resources:
         mem_mb=2000,
         runtime=30,

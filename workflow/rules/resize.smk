@@ -1,6 +1,8 @@
 """resize: label maps -> submission size (NEAREST) with Albumentations or Kornia (or another
-resize.interpolation; probability: the infer job's area-averaged-probability maps); an ensemble
-member's maps too: rule resize_member, workflow/rules/ensemble.smk."""
+resize.interpolation; probability: the infer job's area-averaged-probability maps); then the
+shard's part of each fragment format's file (submission.csv's rows, encoded and checked), so
+that this work runs as each shard is resized, not after the last one. An ensemble member's maps
+too: rule resize_member, workflow/rules/ensemble.smk."""
 
 RESIZE_SETTINGS = dict(
     backend=config["resize"]["backend"],
@@ -21,20 +23,23 @@ rule resize:
         ),
         labels=after_manifest(LAYOUT.labels("{split}", "{shard}")),
     output:
-        LAYOUT.resized("{split}", "{shard}"),
+        **fragment_files(),
+        resized=LAYOUT.resized("{split}", "{shard}"),
     log:
         log_path("resize"),
     benchmark:
         benchmark_path("resize")
     conda:
         "../../envs/torch.yaml"
-    # One thread: a nearest resize of one shard is memory-bound; shards run side by side.
-    threads: 1
+    # A nearest resize is memory-bound; the fragments' rows are encoded `threads` at a time.
+    threads: THREADS
     resources:
         mem_mb=4000,
         runtime=30,
     params:
         **RESIZE_SETTINGS,
+        fragment_formats=[fmt.name for fmt in FRAGMENT_FORMATS],
+        class_names=CLASSES,
         code=rule_digest("resize"),
     script:
         "../scripts/resize.py"

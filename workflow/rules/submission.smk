@@ -1,11 +1,13 @@
 """submission: each configured format's file (submission.formats) in manifest order, each
 re-read and checked before its final name (in the same job: one process start fewer on the
-run's critical path), then submission.valid.json."""
+run's critical path), then submission.valid.json. Formats with per-shard fragments (the CSV)
+are gathered from what the resize jobs encoded and checked."""
 
 
 rule submission:
     input:
         unpack(result_model_inputs),
+        **fragment_inputs(),
         manifest=manifest_file,
         resized=shard_outputs(SUBMISSION_MAPS),
     output:
@@ -25,6 +27,7 @@ rule submission:
         class_names=CLASSES,
         size=config["resize"]["size"],
         formats=[fmt.name for fmt in FORMATS],
+        fragment_formats=[fmt.name for fmt in FRAGMENT_FORMATS],
         submission_options=config["submission"],
         model_files=RESULT_MODEL_FILES,
         provenance_settings=provenance_settings(

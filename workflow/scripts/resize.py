@@ -1,14 +1,17 @@
-"""Rule resize: label maps -> submission size."""
+"""Rule resize: label maps -> submission size, and the shard's submission fragments."""
 
+from segsubmit.fragments import resize_shard_stage
 from segsubmit.logs import rule_params, run_stage
-from segsubmit.resize import resize_stage
 
 run_stage(
     snakemake.log[0],
-    resize_stage,
+    resize_shard_stage,
     threads=snakemake.threads,
     labels_path=snakemake.input.labels,
     area_labels_path=snakemake.input.get("area_labels"),
-    resized_path=snakemake.output[0],
-    **rule_params(snakemake.params),
+    resized_path=snakemake.output.resized,
+    fragments={
+        name: snakemake.output[f"{name}_fragment"] for name in snakemake.params.fragment_formats
+    },
+    **rule_params(snakemake.params, omit=("code", "fragment_formats")),
 )

@@ -11,5 +11,9 @@ run_stage(
     resized_paths=snakemake.input.resized,
     outputs={name: snakemake.output[name] for name in snakemake.params.formats},
     report_path=snakemake.output.report,
-    **rule_params(snakemake.params, omit=("code", "formats")),
+    fragments={
+        name: list(snakemake.input[f"{name}_fragment"])
+        for name in snakemake.params.fragment_formats
+    },
+    **rule_params(snakemake.params, omit=("code", "formats", "fragment_formats")),
 )
