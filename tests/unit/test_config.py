@@ -223,7 +223,7 @@ def test_ensemble_schema_errors_name_the_key(ensemble, expected):
         ),
         (
             {"members": [member("a")]},
-            {"resize": {"interpolation": "block_max"}},
+            {"resize": {"interpolation": "block_max", "size": [32, 32]}},
             "resize.interpolation: 'block_max' with ensemble.method soft",
         ),
         ({"members": [member("a")]}, {"score": {"at_input_size": True}}, "score.at_input_size:"),
