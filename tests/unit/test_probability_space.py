@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from segsubmit.backends.base import has_probabilities, load_predictor
+from segsubmit.backends.base import Predictor, has_probabilities, load_predictor
 from segsubmit.config import check_config, default_config
 from segsubmit.errors import SegsubmitError
 from segsubmit.images import decode_rgb
 from segsubmit.infer import infer_stage
 from segsubmit.labels import LabelShard, read_label_shard
 from segsubmit.manifest import Manifest, manifest_stage
-from segsubmit.plugins import backend_named
+from segsubmit.plugins import BACKENDS, Backend, backend_named
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.pseudo_labels import pseudo_labels_stage
 from segsubmit.report import compare_interpolations, invented_count, score_table_html
@@ -169,34 +169,49 @@ def test_pseudo_labels_with_a_threshold_leave_unsure_pixels_out(run, tmp_path):
         assert np.array_equal(covered, (label_map != 0) & (label_map != 255))
 
 
-def test_the_backend_declaration_says_whether_its_predictor_gives_probabilities(
-    tmp_path, monkeypatch
-):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from transformers import (
-        SegformerConfig,
-        SegformerForSemanticSegmentation,
-        SegformerImageProcessor,
-    )
+class LabelsOnlyPredictor(Predictor):
+    """A plug-in's predictor that post-processes its model's outputs into labels itself."""
 
+    def predict_prepared(self, prepared, size):
+        return torch.zeros((len(prepared), *size), dtype=torch.uint8, device=self.device)
+
+
+class LabelsOnlyBackend(Backend):
+    """A plug-in backend declaring that its predictor gives labels only."""
+
+    name = "labels_only"
+    probabilities = False
+    trains_demo_model = True
+
+    @staticmethod
+    def load(settings, device):
+        return LabelsOnlyPredictor(device, settings.num_classes, settings.precision)
+
+
+@pytest.fixture
+def labels_only_backend(monkeypatch):
+    """`LabelsOnlyBackend` registered for one test."""
+    monkeypatch.setitem(BACKENDS, LabelsOnlyBackend.name, LabelsOnlyBackend)
+    return LabelsOnlyBackend
+
+
+def test_the_backend_declaration_says_whether_its_predictor_gives_probabilities(
+    tmp_path, labels_only_backend
+):
     weights = save_random_model(tmp_path / "model.pt")
     predictor = load_predictor(model_settings("torchvision", str(weights), device="cpu"))
     assert backend_named("torchvision").probabilities and has_probabilities(predictor)
-    config = SegformerConfig(
-        num_labels=len(CLASSES), hidden_sizes=[8, 16, 32, 64], decoder_hidden_size=32,
-        depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
-    )  # fmt: skip
-    SegformerForSemanticSegmentation(config).save_pretrained(tmp_path / "hf")
-    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path / "hf")
-    settings_hf = model_settings("transformers", str(tmp_path / "hf"), device="cpu")
-    predictor = load_predictor(settings_hf)
-    assert backend_named("transformers").probabilities == has_probabilities(predictor)
+    assert all(
+        backend.probabilities for name, backend in BACKENDS.items() if name != "labels_only"
+    )  # every built-in backend's predictor gives them (transformers: the processor's scores)
+    settings = model_settings("labels_only", str(weights), device="cpu")
+    assert not has_probabilities(load_predictor(settings))
     root = make_dataset(tmp_path / "data", {"val": 1}, size=32)
     manifest_stage(root / "val.json", root, CLASSES, tmp_path / "m.json", [tmp_path / "0.json"])
     area = ProbabilityOutputs(area_labels=str(tmp_path / "area.npz"), size=(16, 16))
     infer = InferSettings(batch_size=1, workers=0)
-    with pytest.raises(SegsubmitError, match="transformers: its predictor gives no class prob"):
-        infer_stage(tmp_path / "0.json", tmp_path / "l.npz", settings_hf, infer, outputs=area)
+    with pytest.raises(SegsubmitError, match="labels_only: its predictor gives no class prob"):
+        infer_stage(tmp_path / "0.json", tmp_path / "l.npz", settings, infer, outputs=area)
     assert not (tmp_path / "l.npz").exists() and not (tmp_path / "area.npz").exists()
 
 
@@ -207,20 +222,20 @@ def changed(**sections):
     return config
 
 
-TRANSFORMERS = {"backend": "transformers", "weights": "hf"}
+LABELS_ONLY = {"backend": "labels_only", "weights": None, "labels_only": {}}
 
 
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
         (
-            {"model": TRANSFORMERS, "resize": {"interpolation": "probability"}},
-            "resize.interpolation: probability: model.backend transformers gives no class "
+            {"model": LABELS_ONLY, "resize": {"interpolation": "probability"}},
+            "resize.interpolation: probability: model.backend labels_only gives no class "
             "probabilities",
         ),
         (
-            {"model": TRANSFORMERS, "pseudo_labels": {"splits": ["val"], "threshold": 0.9}},
-            "pseudo_labels.threshold: model.backend transformers gives no class probabilities",
+            {"model": LABELS_ONLY, "pseudo_labels": {"splits": ["val"], "threshold": 0.9}},
+            "pseudo_labels.threshold: model.backend labels_only gives no class probabilities",
         ),
         (
             {"pseudo_labels": {"splits": ["val"], "threshold": 0.9, "ignore_index": 5}},
@@ -233,7 +248,9 @@ TRANSFORMERS = {"backend": "transformers", "weights": "hf"}
         ),
     ],
 )
-def test_settings_probability_space_and_block_max_cannot_serve_are_refused(sections, message):
+def test_settings_probability_space_and_block_max_cannot_serve_are_refused(
+    sections, message, labels_only_backend
+):
     check_config(changed(resize={"interpolation": "probability"}))
     check_config(changed(pseudo_labels={"splits": ["val"], "threshold": 0.9}))
     with pytest.raises(SegsubmitError, match=message) as error:

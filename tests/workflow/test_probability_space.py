@@ -92,11 +92,6 @@ def test_probability_resize_and_pseudo_label_threshold(user_workdir):
     ("sections", "expected"),
     [
         (
-            {"model": {"backend": "transformers"}, "resize": {"interpolation": "probability"}},
-            "resize.interpolation: probability: model.backend transformers gives no class "
-            "probabilities",
-        ),
-        (
             {"pseudo_labels": {"splits": ["val"], "threshold": 0.9, "ignore_index": 3}},
             "pseudo_labels.ignore_index: 3 is the class 'Paper pack'",
         ),

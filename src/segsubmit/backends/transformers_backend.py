@@ -13,7 +13,6 @@ INSTALL_HINT = f"run `{INSTALL_COMMAND}` (or `pip install 'transformers>=5,<6'`)
 class TransformersBackend(Backend):
     name = "transformers"
     weights_kind = "folder"  # config.json + model.safetensors + preprocessor_config.json
-    probabilities = False  # its post-processing pipeline yields labels only
     conda_env = "transformers.yaml"
     packages = ("torch", "torchvision", "transformers", "safetensors", "timm")
     install_hint = INSTALL_HINT
