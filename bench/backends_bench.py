@@ -222,7 +222,7 @@ def backend_rows(table, backend, arguments, work, entries, root, device):
             table.row(f"{backend}: infer stage loop from the first batch (as the job, whose "
                       f"workers start before the model loads), {label} workers", loop,
                       floor)  # fmt: skip
-    usual = seconds(usual_loop(weights, options, paths, device), repeats)
+    usual = seconds(usual_loop(weights, options, paths, device), arguments.loop_repeats or repeats)
     table.row(f"{backend}: {usual_name}", usual, floor)
     return table.figures[floor], stages, loops, usual, usual_name
 
@@ -235,6 +235,8 @@ def main():
     parser.add_argument("--workers", nargs="+", default=["8", "auto"],
                         help="worker counts of the input-side and stage rows, or auto")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
+    loops = "repeats of the libraries' per-image loops (default: --repeats)"
+    parser.add_argument("--loop-repeats", type=int, default=None, help=loops)
     parser.add_argument("--backends", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny models on the CPU (--images 4 --size 64 --batch-size 2 "
