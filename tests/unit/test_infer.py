@@ -356,7 +356,7 @@ def test_workers_auto_follows_the_cpus_this_process_may_use(monkeypatch):
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert resolve_workers(3, cuda) == 3 and resolve_workers(0, cpu) == 0
-    for cpus, on_gpu, on_cpu in ((16, 14, 4), (8, 6, 4), (2, 1, 1), (1, 1, 0)):
+    for cpus, on_gpu, on_cpu in ((16, 8, 4), (8, 6, 4), (2, 1, 1), (1, 1, 0)):
         monkeypatch.setattr("os.sched_getaffinity", lambda _, n=cpus: set(range(n)))
         assert (resolve_workers("auto", cuda), resolve_workers("auto", cpu)) == (on_gpu, on_cpu)
     assert InferSettings().workers == "auto"
