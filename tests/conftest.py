@@ -1,6 +1,7 @@
 """Shared fixtures: tiny COCO datasets in the competition format and real snakemake runs."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,25 @@ def run_snakemake(workdir, *extra, configfile="config.yaml", check=True, snakefi
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def set_config(workdir, **sections):
+    """Merge `sections` into `workdir`/config.yaml, section by section."""
+    path = Path(workdir) / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values}
+    path.write_text(yaml.safe_dump(config))
+
+
+def assert_refused_before_any_job(workdir, expected):
+    """snakemake in `workdir` fails with the one line `expected`, no traceback, and no job ran."""
+    result = run_snakemake(workdir, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and expected in output, output
+    assert "Traceback" not in output
+    assert not (Path(workdir) / "results").exists()  # no job ran
+    shutil.rmtree(Path(workdir) / ".snakemake", ignore_errors=True)
 
 
 @pytest.fixture

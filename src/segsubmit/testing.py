@@ -102,6 +102,19 @@ def model_settings(backend, weights, num_classes=NUM_CLASSES, **overrides):
     return replace(settings, options=options, **overrides)
 
 
+def smp_unet_settings(weights):
+    """Saves a random-init SMP Unet-ResNet18 state dict to `weights`; its `ModelSettings` (CPU):
+    a model whose maps vary, unlike a random LR-ASPP's single class."""
+    import torch
+
+    from .backends.smp_model import build_smp_model
+
+    torch.manual_seed(0)
+    torch.save(build_smp_model("Unet", "resnet18", NUM_CLASSES).state_dict(), weights)
+    options = {"architecture": "Unet", "encoder": "resnet18", "kwargs": {}}
+    return model_settings("smp", str(weights), NUM_CLASSES, options=options, device="cpu")
+
+
 def image_entry(index, file_name, height, width):
     """A `ManifestEntry` for an image file under the data root (shard 0, not hashed)."""
     from .manifest import ManifestEntry

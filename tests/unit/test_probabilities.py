@@ -19,7 +19,7 @@ from segsubmit.probabilities import (
 )
 from segsubmit.resize import resize_label_maps, resize_stage
 from segsubmit.settings import InferSettings
-from segsubmit.testing import model_settings
+from segsubmit.testing import smp_unet_settings
 
 
 def random_probabilities(count, classes, height, width, seed=0):
@@ -57,16 +57,6 @@ def test_a_probability_shard_reads_back_and_appears_only_when_complete(tmp_path)
     with pytest.raises(ValueError, match="wrote 1 images, expected 2"), short as add:
         add(1, arrays[0])
     assert not (tmp_path / "short.npz").exists()
-
-
-def smp_unet_settings(weights):
-    """A random-init SMP Unet-ResNet18 (varied maps, unlike a random LR-ASPP's one class)."""
-    from segsubmit.backends.smp_model import build_smp_model
-
-    torch.manual_seed(0)
-    torch.save(build_smp_model("Unet", "resnet18", len(CLASSES)).state_dict(), weights)
-    options = {"architecture": "Unet", "encoder": "resnet18", "kwargs": {}}
-    return model_settings("smp", str(weights), len(CLASSES), options=options, device="cpu")
 
 
 @pytest.fixture(scope="module")

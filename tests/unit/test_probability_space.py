@@ -25,20 +25,10 @@ from segsubmit.pseudo_labels import pseudo_labels_stage
 from segsubmit.report import compare_interpolations, invented_count, score_table_html
 from segsubmit.resize import resize_label_maps, resize_stage
 from segsubmit.settings import InferSettings
-from segsubmit.testing import model_settings, save_random_model
+from segsubmit.testing import model_settings, save_random_model, smp_unet_settings
 
 SIZE = (24, 24)
 THRESHOLD = 0.2
-
-
-def smp_unet_settings(weights):
-    """A random-init SMP Unet-ResNet18 (varied maps, unlike a random LR-ASPP's one class)."""
-    from segsubmit.backends.smp_model import build_smp_model
-
-    torch.manual_seed(0)
-    torch.save(build_smp_model("Unet", "resnet18", len(CLASSES)).state_dict(), weights)
-    options = {"architecture": "Unet", "encoder": "resnet18", "kwargs": {}}
-    return model_settings("smp", str(weights), len(CLASSES), options=options, device="cpu")
 
 
 @pytest.fixture(scope="module")

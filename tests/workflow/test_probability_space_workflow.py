@@ -3,13 +3,10 @@ job's probability-space maps, validated) and pseudo-labels with a confidence thr
 threshold change reruns); settings they cannot serve refused before any job runs."""
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from conftest import run_snakemake
+from conftest import assert_refused_before_any_job, run_snakemake, set_config
 from PIL import Image
 from test_reruns import output_mtimes, rewritten, val_file_names
 
@@ -18,14 +15,6 @@ from segsubmit.labels import maps_in_order, read_label_shard
 from segsubmit.manifest import Manifest
 
 pytestmark = pytest.mark.workflow
-
-
-def set_config(workdir, **sections):
-    path = Path(workdir) / "config.yaml"
-    config = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        config[section] = {**config.get(section, {}), **values}
-    path.write_text(yaml.safe_dump(config))
 
 
 def test_probability_resize_and_pseudo_label_threshold(user_workdir):
@@ -105,9 +94,4 @@ def test_settings_they_cannot_serve_are_refused_before_any_job_runs(
     user_workdir, sections, expected
 ):
     set_config(user_workdir, **sections)
-    result = run_snakemake(user_workdir, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0 and expected in output, output
-    assert "Traceback" not in output
-    assert not (user_workdir / "results").exists()  # no job ran
-    shutil.rmtree(user_workdir / ".snakemake", ignore_errors=True)
+    assert_refused_before_any_job(user_workdir, expected)
