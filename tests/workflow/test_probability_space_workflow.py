@@ -24,7 +24,9 @@ def test_probability_resize_and_pseudo_label_threshold(user_workdir):
     set_config(user_workdir, resize={"interpolation": "probability"})
     run_snakemake(user_workdir)  # val is scored: its infer jobs wrote area_labels already
     assert rewritten(before, output_mtimes(user_workdir)) == [
+        "val/resized/0.competition_csv.rows",  # the resize jobs encode the CSV rows
         "val/resized/0.npz",
+        "val/resized/1.competition_csv.rows",
         "val/resized/1.npz",
         "val/score/32x32.json",
         "val/score/32x32.txt",
