@@ -61,7 +61,7 @@ def test_a_probability_shard_reads_back_and_appears_only_when_complete(tmp_path)
 
 @pytest.fixture(scope="module")
 def infer_outputs(tmp_path_factory):
-    """A real infer job (torchvision model, CPU) with every probability output, beside the
+    """A real infer job (SMP Unet, CPU) with every probability output, beside the
     resize of its label maps."""
     tmp_path = tmp_path_factory.mktemp("probabilities")
     root = make_dataset(tmp_path / "data", {"val": 6}, size=48)
