@@ -425,6 +425,13 @@ def check_ensemble(config, workdir):
             raise SegsubmitError(f"{key}.name: {member['name']!r} is used twice; names are unique")
         seen.add(member["name"])
         check_model(f"{key}.model", member["model"], workdir)
+    devices = {member["model"]["device"] for member in section["members"]}
+    if section["infer_jobs"] == "shared" and len(devices) > 1:
+        raise SegsubmitError(
+            f"ensemble.infer_jobs: shared runs every member in one process on one device, but "
+            f"the members' model.device differ ({', '.join(sorted(map(str, devices)))}); give "
+            "them one device or use infer_jobs: per_member"
+        )
     if section["csvs"] and section["method"] != "vote":
         raise SegsubmitError(
             "ensemble.csvs: only a vote combines submission CSVs (they hold no probabilities); "

@@ -1,12 +1,15 @@
 """Batched inference over one shard: decode in DataLoader workers, predict on the device,
 keep only uint8 argmax maps on the host."""
 
+import collections
 import contextlib
 import logging
 import os
 import resource
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +84,60 @@ def size_buckets(entries, batch_size):
 
 def stack_same_size(samples):
     """Collate one bucket in a DataLoader worker: (positions, uint8 batch or None, failures),
-    where failures are (position, one-line message) of images that could not be used."""
+    where failures are (position, one-line message) of images that could not be used; images
+    that are tuples (`EachTransform`'s views) give a tuple of batches."""
     good = [(position, image) for position, image, error in samples if not error]
     failures = [(position, error) for position, _, error in samples if error]
-    batch = torch.stack([image for _, image in good]) if good else None
+    images = [image for _, image in good]
+    if not images:
+        batch = None
+    elif isinstance(images[0], tuple):
+        batch = tuple(torch.stack(views) for views in zip(*images, strict=True))
+    else:
+        batch = torch.stack(images)
     return [position for position, _ in good], batch, failures
+
+
+@dataclass(frozen=True)
+class EachTransform:
+    """The host transform of a job whose models read one decode: each decoded image once per
+    distinct transform (`transforms`; None: the image as decoded), as a tuple of views."""
+
+    transforms: tuple
+
+    def __call__(self, image):
+        return tuple(transform(image) if transform else image for transform in self.transforms)
+
+
+def shared_views(transforms):
+    """(loader transform, view index per model) for models whose host transforms are
+    `transforms`: models without one share the decoded image; each transform is its own view
+    (transforms are opaque callables: two equal ones are not recognised)."""
+    if all(transform is None for transform in transforms):
+        return None, [None] * len(transforms)
+    distinct, views = [], []
+    for transform in transforms:
+        if transform is None and None in distinct:
+            views.append(distinct.index(None))
+        else:
+            views.append(len(distinct))
+            distinct.append(transform)
+    return EachTransform(tuple(distinct)), views
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """One model's part of an infer job: its predictor, the view of each loader batch it reads
+    (an index into `EachTransform`'s tuple; None when batches are one tensor), its label file
+    (None: none written) and the outputs derived from its probabilities (None: none)."""
+
+    predictor: object
+    labels_path: object = None
+    outputs: object = None
+    view: int | None = None
+
+    def batch(self, loaded):
+        return loaded if self.view is None else loaded[self.view]
 
 
 def predict_outputs(predictor, batch, size, outputs=None):
@@ -148,10 +200,12 @@ def largest_batch_size(predictor, transform, entry, limit=256):
     return fits
 
 
-def batch_predictions(loader, entries, predictor, on_bad_image, outputs=None):
-    """Yield (positions, {output name: host arrays}, blank?) per batch, in loader order (names:
-    "labels", the uint8 label maps, and those of `outputs`); unusable images raise their
-    one-line error, or with on_bad_image 'blank' come as all-background maps with blank=True.
+def batch_predictions(loader, entries, jobs, on_bad_image):
+    """Yield (positions, [{output name: host arrays} per `ModelJob`], blank?) per batch, in
+    loader order (names: "labels", the uint8 label maps, and those of the job's `outputs`);
+    unusable images raise their one-line error, or with on_bad_image 'blank' come as
+    all-background maps with blank=True. Each batch is copied to the device once, whatever
+    the number of models reading it.
 
     On CUDA the copy of batch k to (pinned) host memory is queued right behind its kernels and
     awaited only after batch k+1 was launched, so the GPU never waits for the host.
@@ -162,18 +216,28 @@ def batch_predictions(loader, entries, predictor, on_bad_image, outputs=None):
             raise SegsubmitError(failures[0][1])
         launched = None
         if batch is not None:
-            size = entries[positions[0]].size
-            predicted = predict_with_backoff(
-                predictor, batch.to(predictor.device, non_blocking=True), size, outputs
+            size, device = entries[positions[0]].size, jobs[0].predictor.device
+            on_device = {}
+            for job in jobs:
+                on_device.setdefault(job.view, job.batch(batch).to(device, non_blocking=True))
+            launched = (
+                positions,
+                [
+                    to_host_async(
+                        predict_with_backoff(job.predictor, on_device[job.view], size, job.outputs)
+                    )
+                    for job in jobs
+                ],
             )
-            launched = (positions, to_host_async(predicted))
         if pending is not None:
-            yield pending[0], finish_host_copy(pending[1]), False
+            yield pending[0], [finish_host_copy(copy) for copy in pending[1]], False
         pending = launched
         for position, _ in failures:
-            yield [position], blank_prediction(entries[position].size, predictor, outputs), True
+            shape = entries[position].size
+            blanks = [blank_prediction(shape, job.predictor, job.outputs) for job in jobs]
+            yield [position], blanks, True
     if pending is not None:
-        yield pending[0], finish_host_copy(pending[1]), False
+        yield pending[0], [finish_host_copy(copy) for copy in pending[1]], False
 
 
 def blank_prediction(shape, predictor, outputs):
@@ -218,15 +282,12 @@ def shard_loader(entries, data_root, transform, device, batch_size, workers, max
     )
 
 
-def iter_shard_predictions(
-    loader, entries, predictor, batch_size, workers, on_bad_image, outputs=None
-):
-    """Yield (position in `entries`, {output name: array}) for every image of `loader`'s
-    batches (from `shard_loader`), grouped by size, with progress; `batch_size` and `workers`
-    are logged."""
+def iter_shard_predictions(loader, entries, jobs, batch_size, workers, on_bad_image):
+    """`batch_predictions` of `loader`'s batches (from `shard_loader`) for every `ModelJob` of
+    `jobs`, with progress; `batch_size` and `workers` are logged."""
     blank_files = []
     started = time.perf_counter()
-    batches = batch_predictions(loader, entries, predictor, on_bad_image, outputs)
+    batches = batch_predictions(loader, entries, jobs, on_bad_image)
     with (
         logging_redirect_tqdm(),  # log lines go above the bar instead of through it
         tqdm(total=len(entries), desc="infer", unit="img", file=sys.stderr) as progress,
@@ -236,17 +297,17 @@ def iter_shard_predictions(
                 log.info("infer: first batch back after %.2f s", time.perf_counter() - started)
             if blank:
                 blank_files.extend(entries[position].file_name for position in positions)
-            for index, position in enumerate(positions):
-                yield position, {name: arrays[index] for name, arrays in predicted.items()}
+            yield positions, predicted, blank
             progress.update(len(positions))
     seconds = time.perf_counter() - started
     log.info(
-        "infer: %d images in %.2f s (%s images/s, batch size %d, %d workers)",
+        "infer: %d images in %.2f s (%s images/s, batch size %d, %d workers, %d models)",
         len(entries),
         seconds,
         format_rate(len(entries), seconds),
         batch_size,
         workers,
+        len(jobs),
     )
     if blank_files:
         log.warning(
@@ -291,35 +352,77 @@ def output_writers(stack, outputs, entries, num_classes):
     return writers
 
 
+class ModelFiles:
+    """The shard files one `ModelJob`'s predictions stream into (entered on `stack`: each
+    appears only once complete), and what its `prediction_warnings` need."""
+
+    def __init__(self, stack, job, entries):
+        self.job, self.warnings, self.uniform_classes = job, [], set()
+        self.writers = {}
+        if job.outputs:
+            num_classes = job.predictor.num_classes
+            self.writers = output_writers(stack, job.outputs, entries, num_classes)
+        if job.labels_path:
+            total_pixels = sum(entry.height * entry.width for entry in entries)
+            writer = label_shard_writer(job.labels_path, total_pixels, self.warnings)
+            self.writers["labels"] = stack.enter_context(writer)
+
+    def add(self, image_id, predicted):
+        """Write one image's {output name: array}."""
+        for name, add_output in self.writers.items():
+            add_output(image_id, predicted[name])
+        label_map = predicted["labels"]
+        low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
+        if self.uniform_classes is not None:
+            self.uniform_classes = self.uniform_classes | {int(low)} if low == high else None
+
+    def add_warnings(self, image_count):
+        """Its `prediction_warnings`, stored in its label file (which is still open)."""
+        named = self.job.labels_path or next(iter(self.job.outputs.paths.values()))
+        nonfinite = int(self.job.predictor.nonfinite)
+        self.warnings += prediction_warnings(named, image_count, nonfinite, self.uniform_classes)
+
+
+def write_batch(files, entries, positions, predicted):
+    """Write one batch's predictions (per `ModelFiles` of `files`, in order)."""
+    for index, position in enumerate(positions):
+        for model_files, outputs in zip(files, predicted, strict=True):
+            model_files.add(entries[position].id, {n: a[index] for n, a in outputs.items()})
+
+
+WRITES_AHEAD = 2  # batches handed to the writer thread and not yet written (host memory)
+
+
+def predict_to_files(loader, entries, jobs, batch_size, workers, on_bad_image):
+    """Stream every `ModelJob`'s predictions of every image into its files as they come (flat
+    memory), with each job's `prediction_warnings` (also logged). A writer thread writes
+    batch k while the main thread launches batch k+1 (the files' writes and checksums
+    release the GIL), so the GPU does not wait for the disk."""
+    batches = iter_shard_predictions(loader, entries, jobs, batch_size, workers, on_bad_image)
+    with contextlib.ExitStack() as stack:
+        files = [ModelFiles(stack, job, entries) for job in jobs]
+        with ThreadPoolExecutor(1, thread_name_prefix="infer-writer") as writer:
+            queued = collections.deque()
+            for positions, predicted, _ in batches:
+                queued.append(writer.submit(write_batch, files, entries, positions, predicted))
+                while len(queued) > WRITES_AHEAD:
+                    queued.popleft().result()
+            for write in queued:
+                write.result()
+        for model_files in files:
+            model_files.add_warnings(len(entries))
+    for model_files in files:
+        for warning in model_files.warnings:
+            log.warning("%s", warning)
+
+
 def predict_shard_to_file(
     loader, entries, predictor, batch_size, workers, on_bad_image, labels_path, outputs=None
 ):
-    """Stream every image's label map into `labels_path` (None: no label file) and the wanted
-    `outputs` into theirs as it is predicted (flat memory), with the shard's
-    `prediction_warnings` (also logged)."""
-    total_pixels = sum(entry.height * entry.width for entry in entries)
-    predictions = iter_shard_predictions(
-        loader, entries, predictor, batch_size, workers, on_bad_image, outputs
-    )
-    warnings, uniform_classes = [], set()
-    with contextlib.ExitStack() as stack:
-        extra = output_writers(stack, outputs, entries, predictor.num_classes) if outputs else {}
-        if labels_path:
-            extra["labels"] = stack.enter_context(
-                label_shard_writer(labels_path, total_pixels, warnings)
-            )
-        for position, predicted in predictions:
-            label_map = predicted["labels"]
-            for name, add_extra in extra.items():
-                add_extra(entries[position].id, predicted[name])
-            low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
-            if uniform_classes is not None:
-                uniform_classes = uniform_classes | {int(low)} if low == high else None
-        nonfinite = int(predictor.nonfinite)
-        named = labels_path or next(iter(outputs.paths.values()))
-        warnings += prediction_warnings(named, len(entries), nonfinite, uniform_classes)
-    for warning in warnings:
-        log.warning("%s", warning)
+    """`predict_to_files` for one predictor: its label maps into `labels_path` (None: no
+    label file), the wanted `outputs` into theirs."""
+    job = ModelJob(predictor, labels_path, outputs)
+    predict_to_files(loader, entries, [job], batch_size, workers, on_bad_image)
 
 
 GPU_WORKERS = 8  # H200, 819 512² JPEGs: 8 workers beat 14 for smp, transformers and mmseg
@@ -361,54 +464,91 @@ def log_peak_memory():
     log.info("infer: peak memory %.2f GiB, largest child process %.2f GiB", own, children)
 
 
-def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
-    """Stage entry: predict every image of a shard (`model`: `settings.ModelSettings`, `infer`:
-    `settings.InferSettings`, `tta`: `settings.TTASettings`); write its argmax label maps
-    (unless `labels_path` is None), and the outputs derived from class probabilities that
-    `outputs` (a `probabilities.ProbabilityOutputs`) asks for.
+@dataclass(frozen=True)
+class ModelRun:
+    """What an infer job runs of one model: its `settings.ModelSettings` and
+    `settings.TTASettings` (None: no TTA), its label file (None: none) and the outputs derived
+    from its class probabilities (`probabilities.ProbabilityOutputs`; None: none)."""
+
+    model: object
+    tta: object = None
+    labels_path: object = None
+    outputs: object = None
+
+
+def checked_predictor(run, device, sizes, transform):
+    """The TTA-wrapped predictor of a `ModelRun`, refused when it lacks the probabilities its
+    outputs need, and run once on each of the shard's image `sizes`."""
+    predictor = with_tta(load_predictor(run.model, device), run.tta)
+    if run.outputs is not None and not has_probabilities(predictor):
+        raise SegsubmitError(
+            f"model.backend {run.model.backend}: its predictor gives no class probabilities, "
+            "which ensembles, resize.interpolation: probability, pseudo_labels.threshold and "
+            "the report's probability-space row need; a backend without them declares "
+            "`probabilities = False` (segsubmit.plugins.Backend)"
+        )
+    probe_predictor(predictor, sizes, transform)
+    if run.tta is not None and run.tta.enabled:
+        log.info("infer: test-time augmentation, %d views per image (%s)", run.tta.views, run.tta)
+    return predictor
+
+
+def infer_models_stage(shard_path, runs, infer):
+    """Stage entry: predict every image of a shard with each `ModelRun` of `runs` (`infer`:
+    `settings.InferSettings`), each image decoded once for all of them, and write each run's
+    files.
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
-    process and decode the first batches while the model is built and the GPU initialised.
-    The model is then run once on each image size of the shard, so that an output it cannot
-    give for one of them is refused before any image is predicted."""
+    process and decode the first batches while the models are built and the GPU initialised.
+    Each model is then run once on each image size of the shard, so that an output it cannot
+    give for one of them is refused before any image is predicted. Every model runs on the
+    device of the first one's `model.device`."""
     started = time.perf_counter()
     shard = Manifest.load(shard_path)
     entries, data_root = shard.images, shard.data_root
-    claim_gpu_before_cuda(model.device)  # held until the process ends
-    device = resolve_device(model.device)
+    claim_gpu_before_cuda(runs[0].model.device)  # held until the process ends
+    device = resolve_device(runs[0].model.device)
     limit_host_threads(device)
-    transform = host_transform(model, device)
+    transforms = [host_transform(run.model, device) for run in runs]
+    loader_transform, views = shared_views(transforms)
     batch_size, max_pixels = infer.batch_size, infer.max_image_pixels
     workers = resolve_workers(infer.workers, device)
     loader = None
     if batch_size != "auto":
         loader = iter(
-            shard_loader(entries, data_root, transform, device, batch_size, workers, max_pixels)
-        )  # iter() forks the workers now
-    predictor = with_tta(load_predictor(model, device), tta)
-    if outputs is not None and not has_probabilities(predictor):
-        raise SegsubmitError(
-            f"model.backend {model.backend}: its predictor gives no class probabilities, which "
-            "ensembles, resize.interpolation: probability, pseudo_labels.threshold and the "
-            "report's probability-space row need; a backend without them declares "
-            "`probabilities = False` (segsubmit.plugins.Backend)"
-        )
-    probe_predictor(predictor, shard.sizes(), transform)
+            shard_loader(entries, data_root, loader_transform, device, batch_size, workers,
+                         max_pixels)
+        )  # fmt: skip  # iter() forks the workers now
+    predictors = [
+        checked_predictor(run, device, shard.sizes(), transform)
+        for run, transform in zip(runs, transforms, strict=True)
+    ]
     log.info(
-        "infer: %d images on %s with %s; model ready %.2f s after the stage started",
+        "infer: %d images on %s with %s; models ready %.2f s after the stage started",
         len(entries),
-        predictor.device,
-        model.backend,
+        device,
+        ", ".join(run.model.backend for run in runs),
         time.perf_counter() - started,
     )
-    if tta is not None and tta.enabled:
-        log.info("infer: test-time augmentation, %d views per image (%s)", tta.views, tta)
     if loader is None:
-        batch_size = largest_batch_size(predictor, transform, entries[0]) if entries else 1
-        loader = shard_loader(
-            entries, data_root, transform, device, batch_size, workers, max_pixels
+        batch_size = min(
+            largest_batch_size(predictor, transform, entries[0]) if entries else 1
+            for predictor, transform in zip(predictors, transforms, strict=True)
         )
-    predict_shard_to_file(
-        loader, entries, predictor, batch_size, workers, infer.on_bad_image, labels_path, outputs
-    )
+        loader = shard_loader(
+            entries, data_root, loader_transform, device, batch_size, workers, max_pixels
+        )
+    jobs = [
+        ModelJob(predictor, run.labels_path, run.outputs, view)
+        for predictor, run, view in zip(predictors, runs, views, strict=True)
+    ]
+    predict_to_files(loader, entries, jobs, batch_size, workers, infer.on_bad_image)
     log_peak_memory()
+
+
+def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
+    """Stage entry: `infer_models_stage` of one model (`model`: `settings.ModelSettings`,
+    `tta`: `settings.TTASettings`): its argmax label maps (unless `labels_path` is None), and
+    the outputs derived from class probabilities that `outputs` (a
+    `probabilities.ProbabilityOutputs`) asks for."""
+    infer_models_stage(shard_path, [ModelRun(model, tta, labels_path, outputs)], infer)

@@ -120,6 +120,7 @@ JOB_PATTERNS = {
     "score": "{split}/{size}",
     "report_figures": "{split}",
     "infer_member": "{split}/{member}/{shard}",
+    "infer_members": "{split}/{shard}",
     "resize_member": "{split}/{member}/{shard}",
     "ensemble_csv": "{split}/{csv}",
     "ensemble_combine": "{split}/{shard}",

@@ -144,6 +144,7 @@ class EnsembleSettings:
     members: tuple  # of MemberSettings, in config order (the tie order)
     csvs: tuple = ()
     weight_search: dict = field(default_factory=dict)
+    infer_jobs: str = "per_member"  # or "shared": one infer job per shard for every member
 
     @classmethod
     def from_config(cls, config, demo_weights):
@@ -156,7 +157,9 @@ class EnsembleSettings:
             for member in section["members"]
         )
         search = dict(section["weight_search"])
-        return cls(section["method"], members, tuple(section["csvs"]), search)
+        return cls(
+            section["method"], members, tuple(section["csvs"]), search, section["infer_jobs"]
+        )
 
     @property
     def names(self):

@@ -137,17 +137,18 @@ def predict_shard(
     """Label maps (uint8 numpy, original size) for manifest `entries`, in their order, held in
     memory (the infer stage streams them to a file instead). `transform`: the backend's host
     transform (`segsubmit.backends.base.host_transform`)."""
-    from .infer import iter_shard_predictions, largest_batch_size, shard_loader
+    from .infer import ModelJob, iter_shard_predictions, largest_batch_size, shard_loader
 
     if batch_size == "auto":
         batch_size = largest_batch_size(predictor, transform, entries[0])
     loader = shard_loader(entries, data_root, transform, predictor.device, batch_size, workers)
     label_maps = [None] * len(entries)
-    predictions = iter_shard_predictions(
-        loader, entries, predictor, batch_size, workers, on_bad_image
-    )
-    for position, predicted in predictions:
-        label_maps[position] = predicted["labels"]
+    jobs = [ModelJob(predictor)]
+    for positions, (predicted,), _ in iter_shard_predictions(
+        loader, entries, jobs, batch_size, workers, on_bad_image
+    ):
+        for index, position in enumerate(positions):
+            label_maps[position] = predicted["labels"][index]
     return label_maps
 
 

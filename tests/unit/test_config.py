@@ -234,6 +234,11 @@ def test_ensemble_schema_errors_name_the_key(ensemble, expected):
             "ensemble.weight_search: searches soft-vote weights",
         ),
         (
+            {"infer_jobs": "shared", "members": [member("a"), member("b", device="cpu")]},
+            {},
+            "ensemble.infer_jobs: shared runs every member in one process on one device",
+        ),
+        (
             {"members": [member("a")], "weight_search": {"enabled": True, "split": "test"}},
             {},
             "ensemble.weight_search.split: 'test' is not a scored split",

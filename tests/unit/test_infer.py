@@ -14,7 +14,7 @@ from PIL import Image
 from segsubmit.backends.base import Predictor, load_predictor
 from segsubmit.errors import SegsubmitError
 from segsubmit.images import decode_rgb
-from segsubmit.infer import infer_stage, predict_with_backoff
+from segsubmit.infer import infer_stage, predict_with_backoff, shared_views
 from segsubmit.labels import read_shard_warnings
 from segsubmit.manifest import manifest_stage
 from segsubmit.resize import resize_stage
@@ -360,3 +360,13 @@ def test_workers_auto_follows_the_cpus_this_process_may_use(monkeypatch):
         monkeypatch.setattr("os.sched_getaffinity", lambda _, n=cpus: set(range(n)))
         assert (resolve_workers("auto", cuda), resolve_workers("auto", cpu)) == (on_gpu, on_cpu)
     assert InferSettings().workers == "auto"
+
+
+def test_models_without_a_host_transform_share_the_decoded_image():
+    assert shared_views([None, None]) == (None, [None, None])
+    image = torch.arange(12, dtype=torch.uint8).reshape(3, 2, 2)
+    transform, views = shared_views([None, torch.flipud, None, torch.fliplr])
+    assert views == [0, 1, 0, 2]
+    decoded, flipped_ud, flipped_lr = transform(image)
+    assert decoded is image
+    assert torch.equal(flipped_ud, image.flipud()) and torch.equal(flipped_lr, image.fliplr())

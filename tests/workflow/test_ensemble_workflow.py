@@ -15,6 +15,7 @@ from segsubmit.ensemble import hard_vote
 from segsubmit.formats.competition_csv import read_label_maps, write_submission
 from segsubmit.labels import maps_in_order
 from segsubmit.manifest import Manifest
+from segsubmit.probabilities import read_probability_shard
 from segsubmit.testing import NUM_CLASSES
 
 pytestmark = pytest.mark.workflow
@@ -160,6 +161,47 @@ def test_reruns_after_a_weight_change_an_added_member_and_another_method(workdir
     assert not [path for path in changed if "/members/" in path]
     assert {"val/ensemble/resized/0.npz", "val/submission.csv"} <= set(changed)
     assert not {"infer_member", "resize_member", "score_member"} & ran.keys()
+
+
+def member_probabilities(workdir, name):
+    """A member's (image ids, fp16 probabilities) per shard."""
+    folder = results_of(workdir) / "members" / name / "probabilities"
+    return [read_probability_shard(folder / f"{k}.npz") for k in SHARDS]
+
+
+def test_a_shared_infer_job_writes_what_the_per_member_jobs_write(workdir):
+    """ensemble.infer_jobs: shared -> one job per shard for both members (one decode), the
+    same maps and probabilities as their own jobs, the same CSV; a weight change still reruns
+    no member, a member's TTA change reruns the shared jobs."""
+    save_random_model(workdir / "model.pt")
+    name = save_torchscript_model(workdir / "model.ts")
+    members = [
+        {"name": "deeplab", "model": {"weights": "model.pt"}, "tta": {"flips": ["h"]}},
+        {"name": "scripted", "weight": 2, "model": scripted(name)},
+    ]
+    tiny_config(workdir, ensemble={"members": members})
+    run_snakemake(workdir)
+    csv = (results_of(workdir) / "submission.csv").read_bytes()
+    names = ("deeplab", "scripted")
+    labels = {n: member_maps(workdir, n, "labels") for n in names}
+    probabilities = {n: member_probabilities(workdir, n) for n in names}
+    tiny_config(workdir, ensemble={"members": members, "infer_jobs": "shared"})
+    jobs = jobs_run(run_snakemake(workdir))
+    assert jobs.get("infer_members") == len(SHARDS) and "infer_member" not in jobs
+    assert (results_of(workdir) / "submission.csv").read_bytes() == csv
+    for n in names:
+        for ours, theirs in zip(member_maps(workdir, n, "labels"), labels[n], strict=True):
+            assert np.array_equal(ours, theirs)
+        for (ids, ours), (their_ids, theirs) in zip(
+            member_probabilities(workdir, n), probabilities[n], strict=True
+        ):
+            assert ids == their_ids and np.array_equal(ours, theirs)
+    reweighted = [{**members[0], "weight": 3}, members[1]]
+    tiny_config(workdir, ensemble={"members": reweighted, "infer_jobs": "shared"})
+    assert "infer_members" not in jobs_run(run_snakemake(workdir))
+    retuned = [{**reweighted[0], "tta": {"flips": ["h", "v"]}}, members[1]]
+    tiny_config(workdir, ensemble={"members": retuned, "infer_jobs": "shared"})
+    assert jobs_run(run_snakemake(workdir)).get("infer_members") == len(SHARDS)
 
 
 def test_vote_with_a_teammate_csv_checked_before_any_member_runs(workdir):

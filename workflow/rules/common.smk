@@ -2,7 +2,10 @@
 
 import functools
 
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
 from segsubmit.codehash import script_digest
+from segsubmit.errors import SegsubmitError
 from segsubmit.config import (
     cache_requested,
     check_output_cache,
@@ -28,6 +31,9 @@ LAYOUT = Layout(config["results"])
 BACKEND = backend_named(config["model"]["backend"])
 INFER_ENV = f"../../envs/{BACKEND.conda_env}"
 THREADS = config["threads"]
+CONDA_DEPLOYMENT = (
+    DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+)
 # `--cache`: shard predictions are shared between checkouts through $SNAKEMAKE_OUTPUT_CACHE.
 INFER_CACHED = cache_requested(workflow.workflow_settings.cache, "infer")
 if INFER_CACHED:
@@ -222,7 +228,16 @@ def provenance_settings(rules, size_name=None):
 
 
 # the rules that make an ensemble's results in place of the single model's infer and resize
-ENSEMBLE_RULES = {"infer": ["infer_member"], "resize": ["resize", "ensemble_combine"]}
+ENSEMBLE_RULES = {
+    "infer": [
+        (
+            "infer_members"
+            if ENSEMBLE and ENSEMBLE.infer_jobs == "shared"
+            else "infer_member"
+        )
+    ],
+    "resize": ["resize", "ensemble_combine"],
+}
 
 
 def scored_label_maps(wildcards):

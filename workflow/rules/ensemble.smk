@@ -11,34 +11,67 @@ are sampled for), the combine step's hold the weights: a weight change reruns th
 step and after, an added member only its own jobs, the combine step and after.
 """
 
+if SHARED_INFER:
 
-rule infer_member:
-    input:
-        unpack(member_model_inputs),
-        shard=shard_file,
-        csvs=checked_csvs,
-    output:
-        labels=LAYOUT.member("{split}", "{member}", "labels", "{shard}"),
-        probabilities=LAYOUT.member("{split}", "{member}", "probabilities", "{shard}"),
-    log:
-        log_path("infer_member"),
-    benchmark:
-        benchmark_path("infer_member")
-    conda:
-        member_env
-    threads: THREADS
-    resources:
-        **INFER_RESOURCES,
-    params:
-        shard="{shard}",
-        model=lambda wildcards: as_params(member(wildcards).model),
-        infer=as_params(InferSettings.from_config(config)),
-        tta=lambda wildcards: as_params(member(wildcards).tta),
-        outputs=MEMBER_OUTPUTS,
-        backend_code=member_backend_digest,
-        code=rule_digest("infer_member"),
-    script:
-        "../scripts/infer_member.py"
+    rule infer_members:
+        input:
+            **ENSEMBLE.files(),
+            shard=shard_file,
+            csvs=checked_csvs,
+        output:
+            **shared_member_files(),
+        log:
+            log_path("infer_members"),
+        benchmark:
+            benchmark_path("infer_members")
+        conda:
+            shared_infer_env()
+        threads: THREADS
+        resources:
+            **INFER_RESOURCES,
+        params:
+            shard="{shard}",
+            names=MEMBER_NAMES,
+            models=[as_params(m.model) for m in ENSEMBLE.members],
+            infer=as_params(InferSettings.from_config(config)),
+            ttas=[as_params(m.tta) for m in ENSEMBLE.members],
+            outputs=MEMBER_OUTPUTS,
+            backend_code=shared_backend_digest(),
+            code=rule_digest("infer_members"),
+        script:
+            "../scripts/infer_members.py"
+
+else:
+
+    rule infer_member:
+        input:
+            unpack(member_model_inputs),
+            shard=shard_file,
+            csvs=checked_csvs,
+        output:
+            labels=LAYOUT.member("{split}", "{member}", "labels", "{shard}"),
+            probabilities=LAYOUT.member(
+                "{split}", "{member}", "probabilities", "{shard}"
+            ),
+        log:
+            log_path("infer_member"),
+        benchmark:
+            benchmark_path("infer_member")
+        conda:
+            member_env
+        threads: THREADS
+        resources:
+            **INFER_RESOURCES,
+        params:
+            shard="{shard}",
+            model=lambda wildcards: as_params(member(wildcards).model),
+            infer=as_params(InferSettings.from_config(config)),
+            tta=lambda wildcards: as_params(member(wildcards).tta),
+            outputs=MEMBER_OUTPUTS,
+            backend_code=member_backend_digest,
+            code=rule_digest("infer_member"),
+        script:
+            "../scripts/infer_member.py"
 
 
 rule resize_member:

@@ -11,6 +11,8 @@ MEMBER_OUTPUTS = dict(
     sampling="nearest",
     resize_backend=config["resize"]["backend"],
 )
+# ensemble.infer_jobs: shared -> one infer job per shard for every member (rule infer_members)
+SHARED_INFER = ENSEMBLE is not None and ENSEMBLE.infer_jobs == "shared"
 SEARCH = ENSEMBLE.weight_search if ENSEMBLE else {"enabled": False}
 SEARCH_SPLIT = (SEARCH.get("split") or SCORED_SPLITS[0]) if SEARCH["enabled"] else None
 
@@ -26,6 +28,37 @@ def member_model_inputs(wildcards):
 
 def member_env(wildcards):
     return f"../../envs/{member(wildcards).model.declaration.conda_env}"
+
+
+def shared_infer_env():
+    """The conda env of the shared infer job: the members' one env; with `--sdm conda`,
+    members of several envs are refused (one process imports every member's backend)."""
+    envs = sorted({member.model.declaration.conda_env for member in ENSEMBLE.members})
+    if len(envs) > 1 and CONDA_DEPLOYMENT:
+        raise SegsubmitError(
+            f"ensemble.infer_jobs: shared runs every member in one process, but with --sdm "
+            f"conda its members need several envs ({', '.join(envs)}); use infer_jobs: "
+            "per_member or members of one backend env"
+        )
+    return f"../../envs/{envs[0]}"
+
+
+def shared_member_files(split="{split}", shard="{shard}"):
+    """{"<member>.<kind>": path} of every member's labels and probabilities of a shard: the
+    shared infer job's outputs, the same files the per-member jobs write."""
+    return {
+        f"{name}.{kind}": LAYOUT.member(split, name, kind, shard)
+        for name in MEMBER_NAMES
+        for kind in ("labels", "probabilities")
+    }
+
+
+def shared_backend_digest():
+    """`code_digest` of the shared infer script with every member's backend plug-in."""
+    backends = {
+        m.model.declaration.__name__: m.model.declaration for m in ENSEMBLE.members
+    }
+    return code_digest("infer_members.py", list(backends.values()))
 
 
 def member_backend_digest(wildcards):
@@ -63,7 +96,11 @@ def member_provenance(wildcards):
         },
         "size": wildcards.size,
         "code": {
-            "infer_member": member_backend_digest(wildcards),
+            **(
+                {"infer_members": shared_backend_digest()}
+                if SHARED_INFER
+                else {"infer_member": member_backend_digest(wildcards)}
+            ),
             **{rule: rule_digest(rule) for rule in rules},
         },
     }

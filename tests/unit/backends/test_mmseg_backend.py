@@ -196,3 +196,45 @@ def test_declaration_env_and_install_script():
     result = subprocess.run(["bash", str(INSTALL_SCRIPT), sys.executable], capture_output=True,
                             text=True)  # fmt: skip
     assert result.returncode == 0 and "already installed" in result.stdout, result.stderr
+
+
+def test_a_shared_infer_job_equals_each_model_alone(mmseg_model, tmp_path):
+    """One decode for an mmseg model (its own host transform, twice: two views) and an SMP
+    model (none), through DataLoader workers: each model's maps and probabilities equal its
+    own infer job's."""
+    from conftest import CLASSES, make_dataset
+
+    from segsubmit.infer import ModelRun, infer_models_stage, infer_stage
+    from segsubmit.labels import read_label_shard
+    from segsubmit.manifest import manifest_stage
+    from segsubmit.probabilities import ProbabilityOutputs, read_probability_shard
+    from segsubmit.settings import InferSettings
+    from segsubmit.testing import smp_unet_settings
+
+    root = make_dataset(tmp_path / "data", {"val": 5}, size=48)
+    shard = tmp_path / "0.json"
+    manifest_stage(root / "val.json", root, CLASSES, tmp_path / "manifest.json", [shard])
+    config, weights = mmseg_model
+    models = [
+        settings_for(config, weights),
+        smp_unet_settings(tmp_path / "smp.pt"),
+        settings_for(config, weights, cfg_options={"model.test_cfg": {"mode": "whole"}}),
+    ]
+
+    def run(index, folder):
+        outputs = ProbabilityOutputs(probabilities=str(folder / f"{index}.p.npz"), size=(24, 24))
+        return ModelRun(models[index], None, folder / f"{index}.npz", outputs)
+
+    infer = InferSettings(batch_size=2, workers=2)
+    (tmp_path / "alone").mkdir(), (tmp_path / "shared").mkdir()
+    for index in range(len(models)):
+        alone = run(index, tmp_path / "alone")
+        infer_stage(shard, alone.labels_path, alone.model, infer, outputs=alone.outputs)
+    infer_models_stage(shard, [run(i, tmp_path / "shared") for i in range(len(models))], infer)
+    for index in range(len(models)):
+        ids, ours = read_label_shard(tmp_path / "shared" / f"{index}.npz")
+        their_ids, theirs = read_label_shard(tmp_path / "alone" / f"{index}.npz")
+        assert ids == their_ids and np.array_equal(ours, theirs) and len(np.unique(ours)) > 1
+        ours = read_probability_shard(tmp_path / "shared" / f"{index}.p.npz")[1]
+        theirs = read_probability_shard(tmp_path / "alone" / f"{index}.p.npz")[1]
+        assert np.array_equal(ours, theirs)
