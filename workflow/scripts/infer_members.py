@@ -19,11 +19,12 @@ def member_run(name, model, tta):
 
 
 params = snakemake.params
+members = zip(params.names, params.models, params.ttas, strict=True)
 run_stage(
     snakemake.log[0],
     infer_models_stage,
     threads=snakemake.threads,
     shard_path=snakemake.input.shard,
-    runs=[member_run(*member) for member in zip(params.names, params.models, params.ttas)],
+    runs=[member_run(*member) for member in members],
     infer=from_params(InferSettings, params.infer),
 )
