@@ -7,8 +7,9 @@ random init, 11 classes, 512² JPEGs. Rows (median wall seconds):
 - as built: the workflow runs one infer job per member, so each member decodes every image
   itself; the sum of K in-process infer stages (TTA, labels + fp16 probabilities at 256²
   streamed to files; process start-up not included).
-- shared decode (bench only, not a workflow path): one decode per image, every member's TTA
-  predictor and probabilities on each batch.
+- shared job (`ensemble.infer_jobs: shared`, the infer_members job's loop in-process): one
+  decode per image, every member's TTA predictor on each batch, each member's labels and
+  probabilities streamed to its files.
 - ttach: `ttach.SegmentationTTAWrapper(merge_mode="mean")` against our TTA predictor
   (`logit_mean`, the merge it equals) on the same SMP model and preloaded batches.
 
@@ -26,7 +27,7 @@ from rows_infer import loaded
 from timing import seconds
 
 from segsubmit.images import decode_rgb
-from segsubmit.infer import predict_outputs, predict_shard_to_file, shard_loader
+from segsubmit.infer import ModelJob, predict_shard_to_file, predict_to_files, shard_loader
 from segsubmit.manifest import build_manifest
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.settings import TTASettings
@@ -85,19 +86,20 @@ def stage_to_files(predictor, transform, entries, root, batch, workers, folder, 
     return run
 
 
-def shared_decode(members, entries, root, batch, workers, outputs):
-    """A function decoding each image once and running every member's TTA predictor (and its
-    probabilities) on each batch (`members`: (predictor, transform), one transform for all)."""
+def shared_job(members, entries, root, batch, workers, folder, outputs_for):
+    """A function running the shared infer job's loop in-process: one decode per image for
+    every member (`members`: (predictor, transform), one transform for all), each member's
+    labels and probabilities to its own files."""
     transform, device = members[0][1], members[0][0].device
+    jobs = []
+    for index, (predictor, _) in enumerate(members):
+        (folder / f"member{index}").mkdir(parents=True)
+        outputs = outputs_for(folder / f"member{index}")
+        jobs.append(ModelJob(predictor, folder / f"member{index}" / "labels.npz", outputs))
 
     def run():
         loader = shard_loader(entries, root, transform, device, batch, workers)
-        for positions, images, _ in loader:
-            images = images.to(device, non_blocking=True)
-            size = entries[positions[0]].size
-            for predictor, _ in members:
-                predicted = predict_outputs(predictor, images, size, outputs)
-            predicted["probabilities"].cpu()
+        predict_to_files(loader, entries, jobs, batch, workers, "error")
 
     run()
     return run
@@ -163,16 +165,19 @@ def main():
         folder.mkdir()
         separate += seconds(stage_to_files(predictor, transform, entries, work / "data", batch,
                                            workers, folder, outputs_for), repeats)  # fmt: skip
-    shared_outputs = ProbabilityOutputs(probabilities="unused", size=size)
-    shared = seconds(shared_decode(members, entries, work / "data", batch, workers,
-                                   shared_outputs), repeats)  # fmt: skip
+    shared = seconds(shared_job(members, entries, work / "data", batch, workers,
+                                work / "shared", outputs_for), repeats)  # fmt: skip
     theirs, ours = (
         seconds(f, repeats) for f in ttach_and_ours(bare[0][0], batches, tta, (side,) * 2)
     )
     rows = [
         (f"sum of forward floors ({arguments.members} members x {tta.views} views)", floors, ""),
-        ("as built: one infer job per member (each decodes)", separate, separate / floors),
-        ("shared decode, all members per batch (bench only)", shared, shared / floors),
+        (
+            "infer_jobs per_member: one infer job per member (each decodes)",
+            separate,
+            separate / floors,
+        ),
+        ("infer_jobs shared: one job, one decode for all members", shared, shared / floors),
         ("ttach.SegmentationTTAWrapper, one member", theirs, theirs / ours),
         ("ours: TTAPredictor logit_mean, one member", ours, ""),
     ]
