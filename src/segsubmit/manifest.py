@@ -2,17 +2,19 @@
 
 import functools
 import hashlib
+import io
 import json
 import logging
+import multiprocessing
 import os
 import zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from .atomic import write_json
-from .coco import load_coco, read_json_or_none, safe_relative_path, validate_coco
+from .coco import load_coco, read_json_or_none, validate_coco
 from .errors import SegsubmitError
 
 log = logging.getLogger(__name__)
@@ -105,17 +107,32 @@ def file_digest(path):
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
-def image_path(data_root, json_path, file_name):
-    """Absolute path of an image (symlinks resolved), checked to exist inside `data_root`."""
-    root = Path(data_root).resolve()
-    path = (root / safe_relative_path(json_path, file_name)).resolve()
-    if not path.is_relative_to(root):
-        raise SegsubmitError(f"{json_path}: file_name {file_name!r} resolves outside {data_root}")
-    if not path.is_file():
-        raise SegsubmitError(
-            f"{json_path}: lists {file_name!r} but {path} does not exist; fix data.root or the json"
-        )
-    return path
+def image_resolver(json_path, data_root):
+    """A function from a file_name `validate_coco` accepted to the absolute path of its image
+    (symlinks resolved, as `os.path.realpath` does), checked to exist inside `data_root`, and
+    that path relative to the resolved root, '/'-separated. Folders are resolved once:
+    realpath(folder/name) is realpath(realpath(folder)/name), so one `lstat` per image."""
+    root = os.path.realpath(data_root)
+    inside = os.path.join(root, "")
+    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def resolve(file_name):
+        folder, name = os.path.split(file_name)
+        path = os.path.join(real_folder(os.path.join(root, folder)), name)
+        if os.path.islink(path):
+            path = os.path.realpath(path)
+        if not (path == root or path.startswith(inside)):
+            raise SegsubmitError(
+                f"{json_path}: file_name {file_name!r} resolves outside {data_root}"
+            )
+        if not os.path.isfile(path):
+            raise SegsubmitError(
+                f"{json_path}: lists {file_name!r} but {path} does not exist; fix data.root or "
+                "the json"
+            )
+        return path, PurePath(path[len(inside) :]).as_posix()
+
+    return resolve
 
 
 # What the infer stage's decoder (torchvision's decode_image) reads, as Pillow names the formats;
@@ -123,14 +140,14 @@ def image_path(data_root, json_path, file_name):
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP"}
 
 
-def image_header_problem(path):
-    """Why the image file is not one frame of a format the decoder reads, from its header alone
-    (Pillow's `Image.open` decodes no pixels), or None. Files Pillow cannot identify (empty,
-    corrupt) are left to the infer stage and its `infer.on_bad_image`."""
+def image_header_problem(data):
+    """Why the image file's bytes `data` are not one frame of a format the decoder reads, from
+    its header alone (Pillow's `Image.open` decodes no pixels), or None. Files Pillow cannot
+    identify (empty, corrupt) are left to the infer stage and its `infer.on_bad_image`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             kind, frames = image.format, getattr(image, "n_frames", 1)
     except (UnidentifiedImageError, OSError, ValueError):
         return None
@@ -173,26 +190,40 @@ def image_fingerprint(json_path, data_root, mode="stat"):
     return digest.hexdigest()
 
 
-def manifest_entry(image, json_path, data_root, shard_count):
-    """The `ManifestEntry` of one COCO image record: its file resolved, its header checked, its
-    bytes hashed."""
-    path = image_path(data_root, json_path, image["file_name"])
-    problem = image_header_problem(path)
-    if problem:
-        raise SegsubmitError(f"{json_path}: {image['file_name']!r} ({path}) {problem}")
-    return ManifestEntry(
-        id=image["id"],
-        file_name=image["file_name"],
-        path=path.relative_to(Path(data_root).resolve()).as_posix(),
-        width=image["width"],
-        height=image["height"],
-        shard=shard_of(image["file_name"], shard_count),
-        sha1=file_digest(path),
-    )
+def manifest_entries(images, json_path, data_root, shard_count):
+    """The `ManifestEntry` of each COCO image record, in order: its file resolved, its header
+    checked and its bytes hashed, from one read (the first bad image raises)."""
+    resolve, entries = image_resolver(json_path, data_root), []
+    for image in images:
+        path, relative = resolve(image["file_name"])
+        data = Path(path).read_bytes()
+        problem = image_header_problem(data)
+        if problem:
+            raise SegsubmitError(f"{json_path}: {image['file_name']!r} ({path}) {problem}")
+        entries.append(
+            ManifestEntry(
+                id=image["id"],
+                file_name=image["file_name"],
+                path=relative,
+                width=image["width"],
+                height=image["height"],
+                shard=shard_of(image["file_name"], shard_count),
+                sha1=hashlib.sha1(data).hexdigest(),
+            )
+        )
+    return entries
 
 
-HASH_THREADS = min(8, os.cpu_count() or 1)  # reading and sha1 release the GIL
-IMAGES_AT_ONCE = 1024  # images handed to the threads at a time (not a future per image)
+WORKERS = min(8, os.cpu_count() or 1)  # without `threads`
+IMAGES_PER_TASK = (128, 512)  # the fewest and most images a worker process checks per task
+
+
+def image_chunks(images, workers):
+    """`images` in consecutive slices, one per task of `workers` processes: enough to keep them
+    all busy, of IMAGES_PER_TASK images (all in one slice for one worker)."""
+    fewest, most = IMAGES_PER_TASK
+    size = len(images) if workers == 1 else min(most, max(fewest, -(-len(images) // workers)))
+    return [images[start : start + size] for start in range(0, len(images), size)]
 
 
 def build_manifest(
@@ -200,18 +231,23 @@ def build_manifest(
     threads=None,
 ):  # fmt: skip
     """The `Manifest` of a COCO json: its images in json order, each resolved, checked and
-    hashed by `threads` threads (the first bad image in json order is the one reported).
-    Categories are renamed with `category_map`; images above `max_pixels` are refused."""
+    hashed, in `threads` worker processes (Pillow's header parsing holds the GIL) or in this
+    one for 1; the first bad image in json order is the one reported. Categories are renamed
+    with `category_map`; images above `max_pixels` are refused."""
     coco = load_coco(json_path)
     json_sha1 = file_digest(json_path)
     validate_coco(json_path, coco, class_names, category_map, max_pixels)
-    entry = functools.partial(
-        manifest_entry, json_path=json_path, data_root=data_root, shard_count=shard_count
+    entries_of = functools.partial(
+        manifest_entries, json_path=json_path, data_root=data_root, shard_count=shard_count
     )
-    images, entries = coco["images"], []
-    with ThreadPoolExecutor(threads or HASH_THREADS) as pool:
-        for start in range(0, len(images), IMAGES_AT_ONCE):
-            entries.extend(pool.map(entry, images[start : start + IMAGES_AT_ONCE]))
+    workers = threads or WORKERS
+    chunks = image_chunks(coco["images"], workers)
+    if len(chunks) == 1:
+        entries = entries_of(chunks[0])
+    else:
+        fork = multiprocessing.get_context("fork")  # the rule's script has no __main__ guard
+        with ProcessPoolExecutor(min(len(chunks), workers), mp_context=fork) as pool:
+            entries = [entry for chunk in pool.map(entries_of, chunks) for entry in chunk]
     return Manifest(str(data_root), tuple(entries), json_sha1)
 
 

@@ -8,9 +8,10 @@ from conftest import CLASSES, make_dataset
 from segsubmit.errors import SegsubmitError
 from segsubmit.ground_truth import validated_dataset
 from segsubmit.manifest import (
-    IMAGES_AT_ONCE,
+    IMAGES_PER_TASK,
     build_manifest,
     file_digest,
+    image_chunks,
     image_fingerprint,
     shard_of,
 )
@@ -41,16 +42,17 @@ def test_manifest_keeps_json_order_and_hashes_files(dataset):
     assert all(len(e.sha1) == 40 and e.shard == shard_of(e.file_name, 3) for e in entries)
 
 
-def test_threaded_hashing_gives_the_sequential_manifest_and_the_first_bad_image(tmp_path):
-    """More images than one hand-over to the threads (IMAGES_AT_ONCE): the manifest built by 4
-    threads equals the one built by 1, entry by entry; with two bad images the error names the
-    first in json order, as a sequential loop would."""
+def test_worker_processes_give_the_serial_manifest_and_the_first_bad_image(tmp_path):
+    """Several tasks for 4 worker processes (image_chunks): the manifest they build equals the
+    one built in this process (threads=1), entry by entry; with a missing image in one task and
+    a TIFF in a later one the error names the first in json order, as the serial loop does."""
     root = make_dataset(tmp_path / "data", {"val": 3}, size=16)
     coco = json.loads((root / "val.json").read_text())
     images = [
         {**coco["images"][index % 3], "id": index, "file_name": f"copy/{index:05d}.jpg"}
-        for index in range(IMAGES_AT_ONCE + 37)
+        for index in range(3 * IMAGES_PER_TASK[1] + 37)
     ]
+    assert len(image_chunks(images, 4)) == 4
     (root / "copy").mkdir()
     for index, image in enumerate(images):
         data = (root / coco["images"][index % 3]["file_name"]).read_bytes()
@@ -62,10 +64,29 @@ def test_threaded_hashing_gives_the_sequential_manifest_and_the_first_bad_image(
     assert [e.sha1 for e in four.images] == [
         file_digest(root / image["file_name"]) for image in images
     ]
-    for index in (IMAGES_AT_ONCE + 5, 700):
-        (root / images[index]["file_name"]).unlink()
-    with pytest.raises(SegsubmitError, match="lists 'copy/00700.jpg' but"):
-        build_manifest(root / "val.json", root, CLASSES, 3, threads=4)
+    missing, tiff = root / images[700]["file_name"], root / images[790]["file_name"]
+    kept = missing.read_bytes()
+    missing.unlink()
+    save_frames(tiff, 1, format="TIFF")
+    for threads in (1, 4):
+        with pytest.raises(SegsubmitError, match="lists 'copy/00700.jpg' but"):
+            build_manifest(root / "val.json", root, CLASSES, 3, threads=threads)
+    missing.write_bytes(kept)
+    for threads in (1, 4):
+        with pytest.raises(SegsubmitError, match=r"'copy/00790.jpg' \(.*\) is a TIFF image"):
+            build_manifest(root / "val.json", root, CLASSES, 3, threads=threads)
+
+
+def test_image_chunks_keep_json_order_in_bounded_tasks():
+    images = list(range(1000))
+    assert image_chunks(images, 1) == [images]
+    for workers in (2, 4, 16, 64):
+        chunks = image_chunks(images, workers)
+        assert [image for chunk in chunks for image in chunk] == images
+        assert all(len(chunk) <= IMAGES_PER_TASK[1] for chunk in chunks)
+        assert all(len(chunk) >= IMAGES_PER_TASK[0] for chunk in chunks[:-1])
+        assert len(chunks) >= min(workers, len(images) // IMAGES_PER_TASK[0])
+    assert image_chunks(images[:10], 8) == [images[:10]]
 
 
 def test_shard_assignment_is_stable_when_images_are_added():
@@ -221,6 +242,23 @@ def test_symlink_escaping_the_root_is_refused(dataset, tmp_path):
     (dataset / coco["images"][0]["file_name"]).rename(outside)
     (dataset / coco["images"][0]["file_name"]).symlink_to(outside)
     with pytest.raises(SegsubmitError, match="resolves outside"):
+        build(dataset)
+
+
+def test_symlinked_folders_resolve_as_realpath_does(dataset, tmp_path):
+    """A folder symlink is followed like a file symlink: inside the root, the entry records the
+    file it leads to; out of it, the image is refused."""
+    coco = json.loads((dataset / "val.json").read_text())
+    name = coco["images"][0]["file_name"]
+    (dataset / "inside").mkdir()
+    (dataset / "inside" / "linked").symlink_to(dataset, target_is_directory=True)
+    edit_json(dataset, lambda c: c["images"][0].update(file_name=f"inside/linked/{name}"))
+    assert build(dataset)[0].path == name
+    (tmp_path / "elsewhere").mkdir()
+    (dataset / name).rename(tmp_path / "elsewhere" / "a.jpg")
+    (dataset / "out").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    edit_json(dataset, lambda c: c["images"][0].update(file_name="out/a.jpg"))
+    with pytest.raises(SegsubmitError, match="file_name 'out/a.jpg' resolves outside"):
         build(dataset)
 
 

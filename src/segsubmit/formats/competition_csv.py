@@ -41,8 +41,10 @@ def encode_row(label_map):
     becomes the newline.
     """
     values = np.ascontiguousarray(label_map, dtype=np.uint8).ravel()
-    row = (values % 10 + np.uint16(0x2030)).astype("<u2").view(np.uint8)
-    if values.size and values.max() >= 10:
+    longer = bool(values.size) and values.max() >= 10
+    ones = values % 10 if longer else values
+    row = (ones + np.uint16(0x2030)).astype("<u2", copy=False).view(np.uint8)
+    if longer:
         hundreds = np.flatnonzero(values >= 100)
         tens = np.flatnonzero(values >= 10)
         row = np.insert(

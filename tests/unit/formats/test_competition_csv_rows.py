@@ -15,6 +15,7 @@ from segsubmit.formats.competition_csv_rows import (
     RowFragment,
     decode_row,
     gather_submission,
+    single_digit_values,
     write_row_fragment,
 )
 from segsubmit.plugins import format_settings
@@ -71,6 +72,26 @@ def test_decode_row_inverts_encode_row(values):
     decoded = decode_row(encode_row(label_map))
     assert decoded.tolist() == parse_prediction_string(encode_row(label_map)[:-1]).tolist()
     assert decoded.tolist() == values
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=200), st.integers(0, 400), st.binary())
+def test_single_digit_rows_decode_as_the_general_reader_does(values, position, noise):
+    """`single_digit_values` reads what `decode_row`'s general path reads, for one-digit rows,
+    and returns None for every other row (which the general path then reads or refuses)."""
+    row = encode_row(np.array(values, dtype=np.uint8)[None])
+    assert single_digit_values(row).tolist() == values == general_decode(row).tolist()
+    spliced = bytes(row)[:position] + noise + bytes(row)[position:]
+    other = np.frombuffer(spliced, np.uint8)
+    single = single_digit_values(other)
+    assert single is None or single.tolist() == general_decode(other).tolist()
+
+
+def general_decode(row):
+    """`decode_row`'s general path on `row`: '10 ' put in front (a two-digit value, which the
+    one-digit reader declines; canonical exactly when `row` is) and its value dropped."""
+    values = decode_row(np.concatenate([np.frombuffer(b"10 ", np.uint8), row]))
+    return None if values is None else values[1:]
 
 
 @pytest.mark.parametrize("text", [b"1 2", b"1  2\n", b"01 2\n", b"1 x\n", b" 1\n", b"1234\n"])
