@@ -18,13 +18,27 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from rows_infer import infer_to_file, input_pipeline, loaded, model_floor, shard_file_agreement
+from rows_infer import (
+    infer_to_file,
+    input_pipeline,
+    loaded,
+    model_floor,
+    pixel_agreement,
+    shard_file_agreement,
+)
 from rows_phases import gpu_decode_rows, phase_rows, stage_from_first_batch, stage_threads
 from timing import Table, seconds
 
 from segsubmit.infer import resolve_workers
+from segsubmit.labels import read_label_shard
 from segsubmit.manifest import build_manifest
-from segsubmit.testing import CLASSES, NUM_CLASSES
+from segsubmit.testing import (
+    CLASSES,
+    NUM_CLASSES,
+    mmseg_tta_maps,
+    mmseg_tta_reference,
+    mmseg_tta_sample,
+)
 
 
 def smooth_images(root, count, unique=64, size=512):
@@ -180,6 +194,30 @@ MODELS = {
 }  # fmt: skip
 
 
+def mmseg_tta_rows(table, weights, options, entries, root, arguments, work, device):
+    """Our infer stage with `model.mmseg.tta` against MMSeg's TTA model at batch 1, on the
+    first `--mmseg-tta-images` images, with the config's own tta_pipeline (SegFormer ADE20K:
+    6 ratios x 2 flips); their pixel agreement (JPEGs: mmcv decodes with OpenCV, we with
+    torchvision)."""
+    chosen = entries[: arguments.mmseg_tta_images]
+    ours_name = f"mmseg TTA, {len(chosen)} images: our infer stage (model.mmseg.tta)"
+    ours = loaded("mmseg", weights, device=str(device), tta=True, **options)
+    labels_path = work / "mmseg-tta.npz"
+    workers = resolve_workers("auto", device)
+    run = infer_to_file(ours, chosen, root, arguments.batch_size, workers, labels_path)
+    table.row(ours_name, seconds(run, arguments.repeats))
+    model, pipeline = mmseg_tta_reference(options["config_file"], weights, str(device))
+    samples = [mmseg_tta_sample(root / entry.path, entry.size) for entry in chosen]
+    mmseg_tta_maps(model, pipeline, samples[:2])  # warm-up
+    theirs = []
+    timed = seconds(lambda: theirs.append(mmseg_tta_maps(model, pipeline, samples)),
+                    arguments.loop_repeats or arguments.repeats)  # fmt: skip
+    agreement = pixel_agreement(read_label_shard(labels_path)[1], theirs[-1])
+    table.row(f"mmseg TTA, {len(chosen)} images: MMSeg's TTA model, test_step per image "
+              "(tools/test.py --tta at batch 1)", timed, ours_name,
+              f"pixels equal to ours: {agreement:.5f}")  # fmt: skip
+
+
 def worker_counts(values, device):
     """(label, count) of each `--workers` value (`auto` resolved as the infer stage does)."""
     return [
@@ -227,6 +265,8 @@ def backend_rows(table, backend, arguments, work, entries, root, device):
                       floor)  # fmt: skip
     usual = seconds(usual_loop(weights, options, paths, device), arguments.loop_repeats or repeats)
     table.row(f"{backend}: {usual_name}", usual, floor)
+    if backend == "mmseg" and arguments.mmseg_tta_images:
+        mmseg_tta_rows(table, weights, options, entries, root, arguments, work, device)
     return table.figures[floor], stages, loops, usual, usual_name
 
 
@@ -240,13 +280,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     loops = "repeats of the libraries' per-image loops (default: --repeats)"
     parser.add_argument("--loop-repeats", type=int, default=None, help=loops)
+    parser.add_argument("--mmseg-tta-images", type=int, default=64,
+                        help="images of the MMSeg TTA rows (0: none)")  # fmt: skip
     parser.add_argument("--backends", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny models on the CPU (--images 4 --size 64 --batch-size 2 "
                              "--repeats 1 unless given): checks that every row runs")  # fmt: skip
     arguments = parser.parse_args()
     if arguments.cpu_smoke:
-        smoke = {"images": 4, "size": 64, "batch_size": 2, "repeats": 1, "workers": ["0", "auto"]}
+        smoke = {"images": 4, "size": 64, "batch_size": 2, "repeats": 1, "workers": ["0", "auto"],
+                 "mmseg_tta_images": 2}  # fmt: skip
         for key, value in smoke.items():
             if getattr(arguments, key) == parser.get_default(key):
                 setattr(arguments, key, value)

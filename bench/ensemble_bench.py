@@ -9,7 +9,8 @@ random init, 11 classes, 512² JPEGs. Rows (median wall seconds):
   streamed to files; process start-up not included).
 - shared job (`ensemble.infer_jobs: shared`, the infer_members job's loop in-process): one
   decode per image, every member's TTA predictor on each batch, each member's labels and
-  probabilities streamed to its files.
+  probabilities streamed to its files; and the same loop with nothing written (what the
+  files cost).
 - ttach: `ttach.SegmentationTTAWrapper(merge_mode="mean")` against our TTA predictor
   (`logit_mean`, the merge it equals) on the same SMP model and preloaded batches.
 
@@ -27,7 +28,13 @@ from rows_infer import loaded
 from timing import seconds
 
 from segsubmit.images import decode_rgb
-from segsubmit.infer import ModelJob, predict_shard_to_file, predict_to_files, shard_loader
+from segsubmit.infer import (
+    ModelJob,
+    batch_predictions,
+    predict_shard_to_file,
+    predict_to_files,
+    shard_loader,
+)
 from segsubmit.manifest import build_manifest
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.settings import TTASettings
@@ -105,6 +112,22 @@ def shared_job(members, entries, root, batch, workers, folder, outputs_for):
     return run
 
 
+def shared_loop_only(members, entries, root, batch, workers, size):
+    """A function running the shared job's loop (labels and probabilities to the host) with
+    nothing written."""
+    transform, device = members[0][1], members[0][0].device
+    outputs = ProbabilityOutputs(probabilities="unused", size=size)
+    jobs = [ModelJob(predictor, None, outputs) for predictor, _ in members]
+
+    def run():
+        loader = shard_loader(entries, root, transform, device, batch, workers)
+        for _ in batch_predictions(loader, entries, jobs, "error"):
+            pass
+
+    run()
+    return run
+
+
 def ttach_and_ours(predictor, batches, tta, size):
     """(ttach function, ours function) over the preloaded batches, logit means both."""
     import ttach
@@ -167,6 +190,8 @@ def main():
                                            workers, folder, outputs_for), repeats)  # fmt: skip
     shared = seconds(shared_job(members, entries, work / "data", batch, workers,
                                 work / "shared", outputs_for), repeats)  # fmt: skip
+    loop_only = seconds(shared_loop_only(members, entries, work / "data", batch, workers, size),
+                        repeats)  # fmt: skip
     theirs, ours = (
         seconds(f, repeats) for f in ttach_and_ours(bare[0][0], batches, tta, (side,) * 2)
     )
@@ -178,6 +203,7 @@ def main():
             separate / floors,
         ),
         ("infer_jobs shared: one job, one decode for all members", shared, shared / floors),
+        ("  the shared job's loop with nothing written", loop_only, loop_only / floors),
         ("ttach.SegmentationTTAWrapper, one member", theirs, theirs / ours),
         ("ours: TTAPredictor logit_mean, one member", ours, ""),
     ]

@@ -383,32 +383,38 @@ class ModelFiles:
         self.warnings += prediction_warnings(named, image_count, nonfinite, self.uniform_classes)
 
 
-def write_batch(files, entries, positions, predicted):
-    """Write one batch's predictions (per `ModelFiles` of `files`, in order)."""
+def write_batch(model_files, entries, positions, predicted):
+    """Write one batch's predictions of one model (`predicted`: {output name: arrays})."""
     for index, position in enumerate(positions):
-        for model_files, outputs in zip(files, predicted, strict=True):
-            model_files.add(entries[position].id, {n: a[index] for n, a in outputs.items()})
+        model_files.add(entries[position].id, {n: a[index] for n, a in predicted.items()})
 
 
-WRITES_AHEAD = 2  # batches handed to the writer thread and not yet written (host memory)
+WRITES_AHEAD = 2  # batches handed to the writer threads and not yet written (host memory)
 
 
 def predict_to_files(loader, entries, jobs, batch_size, workers, on_bad_image):
     """Stream every `ModelJob`'s predictions of every image into its files as they come (flat
-    memory), with each job's `prediction_warnings` (also logged). A writer thread writes
-    batch k while the main thread launches batch k+1 (the files' writes and checksums
-    release the GIL), so the GPU does not wait for the disk."""
+    memory), with each job's `prediction_warnings` (also logged). Each model's files have a
+    writer thread, which writes batch k while the main thread launches batch k+1 (the files'
+    writes and checksums release the GIL), so the GPU does not wait for the disk."""
     batches = iter_shard_predictions(loader, entries, jobs, batch_size, workers, on_bad_image)
     with contextlib.ExitStack() as stack:
         files = [ModelFiles(stack, job, entries) for job in jobs]
-        with ThreadPoolExecutor(1, thread_name_prefix="infer-writer") as writer:
-            queued = collections.deque()
-            for positions, predicted, _ in batches:
-                queued.append(writer.submit(write_batch, files, entries, positions, predicted))
-                while len(queued) > WRITES_AHEAD:
-                    queued.popleft().result()
-            for write in queued:
-                write.result()
+        writers = [
+            stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix=f"infer-writer-{i}"))
+            for i in range(len(jobs))
+        ]  # exited before the files: every queued write ends before a file closes
+        queued = collections.deque()
+        for positions, predicted, _ in batches:
+            queued.append([
+                writer.submit(write_batch, model_files, entries, positions, outputs)
+                for writer, model_files, outputs in zip(writers, files, predicted, strict=True)
+            ])  # fmt: skip
+            while len(queued) > WRITES_AHEAD:
+                for write in queued.popleft():
+                    write.result()
+        for write in (write for batch in queued for write in batch):
+            write.result()
         for model_files in files:
             model_files.add_warnings(len(entries))
     for model_files in files:

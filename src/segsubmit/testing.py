@@ -214,3 +214,48 @@ def write_test_images(folder, sizes=MIXED_SIZES, seed=0):
         entries.append(ManifestEntry(index, name, name, width, height, shard=0, sha1=""))
         arrays.append(np.asarray(Image.open(folder / name).convert("RGB")))
     return entries, arrays
+
+
+def mmseg_tta_reference(config, weights, device="cpu"):
+    """MMSegmentation's own TTA: (the TTA model as `tools/test.py --tta` builds it, its
+    checkpoint loaded as the Runner loads it, on `device`; the config's tta_pipeline)."""
+    from mmengine import Config
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmseg.registry import MODELS
+
+    cfg = Config.fromfile(str(config))
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, str(weights), map_location="cpu")
+    return model.to(device).eval(), Compose(cfg.tta_pipeline)
+
+
+def mmseg_tta_sample(image_path, size):
+    """The tta_pipeline's input for one image, as a scored test set gives it (an all-zero
+    annotation of `size` (height, width) written beside the image: its LoadAnnotations reads
+    one)."""
+    import cv2
+
+    image_path = Path(image_path)
+    annotation = image_path.with_name(f"{image_path.stem}_gt.png")
+    cv2.imwrite(str(annotation), np.zeros(size, np.uint8))
+    return dict(img_path=str(image_path), seg_map_path=str(annotation), reduce_zero_label=False,
+                seg_fields=[])  # fmt: skip
+
+
+def mmseg_tta_maps(model, pipeline, samples):
+    """MMSeg's TTA label maps (uint8 numpy) of `samples` (`mmseg_tta_sample`), one image at a
+    time: the pipeline, `pseudo_collate` at batch 1, `test_step` (the Runner's test loop)."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+
+    maps = []
+    for sample in samples:
+        with torch.no_grad():
+            (result,) = model.test_step(pseudo_collate([pipeline(dict(sample))]))
+        maps.append(result.pred_sem_seg.data[0].cpu().numpy())
+    return maps

@@ -7,7 +7,6 @@ reference maps."""
 
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,7 +16,12 @@ from test_mmseg_backend import SIZES, load, settings_for, write_pngs
 from segsubmit.backends.base import has_probabilities
 from segsubmit.errors import SegsubmitError
 from segsubmit.settings import TTASettings
-from segsubmit.testing import predict_shard
+from segsubmit.testing import (
+    mmseg_tta_maps,
+    mmseg_tta_reference,
+    mmseg_tta_sample,
+    predict_shard,
+)
 from segsubmit.tta import with_tta
 
 pytestmark = [
@@ -31,39 +35,10 @@ def tta_settings(config, weights):
     return replace(settings, options={**settings.options, "tta": True})
 
 
-def mmseg_tta_reference(config, weights):
-    """`test_step` of the TTA model as `tools/test.py --tta` builds it, and the config's
-    tta_pipeline as its test dataloader runs it."""
-    from mmengine import Config
-    from mmengine.dataset import Compose
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
-    from mmseg.registry import MODELS
-
-    cfg = Config.fromfile(str(config))
-    cfg.tta_model.module = cfg.model
-    cfg.model = cfg.tta_model
-    init_default_scope("mmseg")
-    model = MODELS.build(cfg.model)
-    load_checkpoint(model, str(weights), map_location="cpu")  # as the Runner loads it
-    return model.eval(), Compose(cfg.tta_pipeline)
-
-
 def reference_maps(config, weights, folder, entries):
-    from mmengine.dataset import pseudo_collate
-
     model, pipeline = mmseg_tta_reference(config, weights)
-    maps = []
-    for entry in entries:
-        image = folder / entry.path
-        annotation = folder / f"{image.stem}_gt.png"
-        cv2.imwrite(str(annotation), np.zeros(entry.size, np.uint8))
-        info = dict(img_path=str(image), seg_map_path=str(annotation), reduce_zero_label=False,
-                    seg_fields=[])  # fmt: skip
-        with torch.no_grad():
-            (result,) = model.test_step(pseudo_collate([pipeline(info)]))
-        maps.append(result.pred_sem_seg.data[0].numpy())
-    return maps
+    samples = [mmseg_tta_sample(folder / entry.path, entry.size) for entry in entries]
+    return mmseg_tta_maps(model, pipeline, samples)
 
 
 @pytest.mark.parametrize(
