@@ -39,5 +39,5 @@ def resize_shard_stage(
     """Stage entry: `resize.resize_stage` (`area_labels_path`: its probability-space maps), then
     the formats' `fragments` ({format name: path}; `class_names` bounds their values)."""
     resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels,
-                 area_labels_path)  # fmt: skip
+                 area_labels_path, threads)  # fmt: skip
     write_fragments(resized_path, fragments or {}, class_names, size, threads)

@@ -9,13 +9,15 @@ Albumentations/OpenCV (double) pick a different source pixel at a few indices.
 """
 
 import logging
+import math
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .errors import SegsubmitError
-from .labels import LabelShard, label_shard_writer, read_shard_warnings
+from .labels import LabelShard, batched, label_shard_writer, read_shard_warnings
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,21 @@ def area_label_spans(labels, area_labels_path, size):
     return area.spans(MAPS_AT_ONCE)
 
 
+def resized_spans(shard, size, backend, interpolation, threads):
+    """(image ids, resized maps) of `shard`'s maps in order, `threads` spans at a time on as
+    many threads (OpenCV's resize and the reads of the mapped file release the GIL): the spans
+    in flight hold about `MAPS_AT_ONCE` maps, whatever the thread count."""
+
+    def resize_span(span):
+        image_ids, label_maps = span
+        return image_ids, resize_label_maps(label_maps, tuple(size), backend, interpolation)
+
+    spans = shard.spans(math.ceil(MAPS_AT_ONCE / threads))
+    with ThreadPoolExecutor(threads) as pool:
+        for group in batched(spans, threads):
+            yield from pool.map(resize_span, group)
+
+
 def resize_stage(
     labels_path,
     resized_path,
@@ -142,20 +159,19 @@ def resize_stage(
     interpolation,
     allow_bilinear_labels,
     area_labels_path=None,
+    threads=1,
 ):
-    """Stage entry: resize a shard's label maps to the submission size, a span at a time; with
-    `interpolation` probability, the infer stage's `area_labels_path` maps instead."""
+    """Stage entry: resize a shard's label maps to the submission size, spans of them on
+    `threads` threads; with `interpolation` probability, the infer stage's `area_labels_path`
+    maps instead."""
     check_interpolation(interpolation, allow_bilinear_labels)
     shard = LabelShard(labels_path)
     warnings = read_shard_warnings(labels_path)  # carried on to the submission's report
     if interpolation == "probability":
         spans, how = area_label_spans(shard, area_labels_path, size), "area-averaged probabilities"
     else:
-        spans = (
-            (image_ids, resize_label_maps(label_maps, tuple(size), backend, interpolation))
-            for image_ids, label_maps in shard.spans(MAPS_AT_ONCE)
-        )
-        how = f"{backend}, {interpolation}"
+        spans = resized_spans(shard, size, backend, interpolation, max(1, threads or 1))
+        how = f"{backend}, {interpolation}, {threads or 1} threads"
     with label_shard_writer(resized_path, len(shard) * size[0] * size[1], warnings) as add:
         for image_ids, resized in spans:
             for image_id, label_map in zip(image_ids, resized, strict=True):

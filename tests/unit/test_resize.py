@@ -83,3 +83,23 @@ def test_bilinear_pitfall_invents_classes(backend):
     assert set(np.unique(resized)) - {1, 9}
     nearest = resize_label_maps([label_map], (48, 48), backend, "nearest")[0]
     assert set(np.unique(nearest)) == {1, 9}
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "kornia"])
+def test_threads_resize_the_same_maps_in_the_same_order(tmp_path, backend, monkeypatch):
+    """Spans on several threads (small spans, so there are many) write the maps one thread
+    writes."""
+    from segsubmit import resize
+    from segsubmit.labels import read_label_shard, write_label_shard
+    from segsubmit.resize import resize_stage
+
+    monkeypatch.setattr(resize, "MAPS_AT_ONCE", 6)
+    rng = np.random.default_rng(3)
+    maps = [rng.integers(0, 11, shape, dtype=np.uint8) for shape in [(40, 30)] * 9 + [(20, 50)] * 8]
+    write_label_shard(tmp_path / "labels.npz", list(range(100, 117)), maps)
+    for threads in (1, 4):
+        resize_stage(tmp_path / "labels.npz", tmp_path / f"{threads}.npz", backend, [16, 16],
+                     "nearest", False, threads=threads)  # fmt: skip
+    one, four = read_label_shard(tmp_path / "1.npz"), read_label_shard(tmp_path / "4.npz")
+    assert one[0] == four[0] == list(range(100, 117)) and np.array_equal(one[1], four[1])
+    assert np.array_equal(one[1][0], resize_label_maps([maps[0]], (16, 16), backend)[0])
