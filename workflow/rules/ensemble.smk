@@ -5,6 +5,8 @@ reruns no member) and the resize of its maps; per shard, the combine step (soft 
 <split>/resized; teammates' CSVs checked and decoded
 before any member's inference; on scored splits each member's score, the members' report
 and the opt-in weight search. Rules without `ensemble:` in the config are never requested.
+With `ensemble.infer_jobs: shared` rule infer_members replaces infer_member: one job per shard
+writes every member's files from one decode of each image (any member's change reruns it).
 
 A member job's params are its own settings (+ the resize size and backend its probabilities
 are sampled for), the combine step's hold the weights: a weight change reruns the combine
