@@ -14,10 +14,11 @@ were checked against the maps and are checked again from the index.
 import errno
 import hashlib
 import logging
+import multiprocessing
 import os
 import struct
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import SegsubmitError
 from ..labels import batched
-from .competition_csv import HEADER, ROWS_AT_ONCE, THREADS, csv_field, encode_row
+from .competition_csv import HEADER, THREADS, csv_field, encode_row
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +99,47 @@ def _save_member(archive, name, array):
         np.lib.format.write_array(stream, np.asarray(array))
 
 
+def checked_rows(items, size, num_classes):
+    """`checked_row` of each (image id, map) of `items`: one worker process's task."""
+    return [checked_row(image_id, label_map, size, num_classes) for image_id, label_map in items]
+
+
+ROWS_PER_PROCESS = 32  # rows of one worker task (~4 MB of rows back at 256x256)
+
+
+def row_groups(image_ids, label_maps, settings):
+    """Lists of `checked_row` results in order, `settings.threads` worker processes encoding and
+    checking tasks of `ROWS_PER_PROCESS` rows (numpy's many short calls per row hold the GIL
+    too often for threads to scale), two tasks per process in flight; one process: in this
+    one."""
+    size, num_classes = tuple(settings.size), settings.num_classes
+    tasks = batched(zip(image_ids, label_maps, strict=True), ROWS_PER_PROCESS)
+    processes = settings.threads or THREADS
+    if processes == 1:
+        yield from (checked_rows(task, size, num_classes) for task in tasks)
+        return
+    fork = multiprocessing.get_context("fork")  # the rule's script has no __main__ guard
+    with ProcessPoolExecutor(processes, mp_context=fork) as pool:
+        for group in batched(tasks, 2 * processes):
+            count = len(group)
+            yield from pool.map(checked_rows, group, [size] * count, [num_classes] * count)
+
+
 def write_row_fragment(path, image_ids, label_maps, settings):
     """The fragment of one shard: the rows of `label_maps` (an iterable, in `image_ids`'
-    order), each map checked (size, classes) and its row decoded back and compared with it,
-    `settings.threads` rows at once; written atomically. Returns the row count."""
-    size, num_classes = tuple(settings.size), settings.num_classes
+    order), each map checked (size, classes) and its row decoded back and compared with it
+    (`row_groups`); written atomically. Returns the row count."""
     index, digests = [], []
     with atomic_path(path) as tmp_path, zipfile.ZipFile(tmp_path, "w") as archive:
-        with (
-            archive.open(ROWS_MEMBER, "w", force_zip64=True) as stream,
-            ThreadPoolExecutor(settings.threads or THREADS) as pool,
-        ):
-            for batch in batched(zip(image_ids, label_maps, strict=True), ROWS_AT_ONCE):
-                rows = pool.map(lambda item: checked_row(*item, size, num_classes), batch)
-                try:
+        with archive.open(ROWS_MEMBER, "w", force_zip64=True) as stream:
+            try:
+                for rows in row_groups(image_ids, label_maps, settings):
                     for row, digest, entry in rows:
                         stream.write(row)
                         digests.append(np.frombuffer(digest, np.uint8))
                         index.append(entry)
-                except SegsubmitError as err:
-                    raise SegsubmitError(f"{path}: {err}") from err
+            except SegsubmitError as err:
+                raise SegsubmitError(f"{path}: {err}") from err
         _save_member(archive, "index.npy", np.array(index, np.int64).reshape(-1, 4))
         _save_member(archive, "digests.npy", np.array(digests, np.uint8).reshape(-1, 20))
     return len(index)

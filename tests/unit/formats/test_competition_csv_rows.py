@@ -151,3 +151,26 @@ def test_fragment_rows_are_stored_uncompressed(tmp_path):
     settings = fragments_of(tmp_path, random_maps(6), shards=1)
     with zipfile.ZipFile(settings.fragments[0]) as archive:
         assert archive.getinfo(ROWS_MEMBER).compress_type == zipfile.ZIP_STORED
+
+
+def test_worker_processes_write_the_fragment_one_process_writes(tmp_path):
+    """Many tasks on 3 worker processes, in order; a bad map in a late task still names its
+    image and leaves no fragment."""
+    maps = random_maps(200, high=12, size=(8, 8))
+    ids = list(range(100, 300))
+    fragments = {}
+    for threads in (1, 3):
+        path = tmp_path / f"{threads}.rows"
+        settings = format_settings("competition_csv", {}, 12, (8, 8), threads, (), ())
+        assert write_row_fragment(path, ids, iter(maps), settings) == 200
+        fragments[threads] = RowFragment.load(path)
+    one, three = fragments[1], fragments[3]
+    assert np.array_equal(one.digests, three.digests)  # the sha1 of every row
+    assert np.array_equal(one.lengths, three.lengths) and one.lengths.sum() > 0
+    assert one.image_ids.tolist() == ids == three.image_ids.tolist()
+    maps[180, 0, 0] = 12
+    bad = tmp_path / "bad.rows"
+    settings = format_settings("competition_csv", {}, 12, (8, 8), 3, (), ())
+    with pytest.raises(SegsubmitError, match=f"{bad}: image 280: label map holds class 12"):
+        write_row_fragment(bad, ids, iter(maps), settings)
+    assert not bad.exists()
