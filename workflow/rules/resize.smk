@@ -31,7 +31,7 @@ rule resize:
         benchmark_path("resize")
     conda:
         "../../envs/torch.yaml"
-    # A nearest resize is memory-bound; the fragments' rows are encoded `threads` at a time.
+    # Spans of maps are resized on `threads` threads, the rows encoded on as many processes.
     threads: THREADS
     resources:
         mem_mb=4000,
