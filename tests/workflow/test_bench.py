@@ -60,6 +60,7 @@ def test_backends_bench_cpu_smoke(mmseg_installed):  # noqa: F811
     assert "| smp: phase argmax alone |" in table
     assert "| mmseg: phase host transform |" in table
     assert "| mmseg: MMSeg inference_model per image |" in table
+    assert "| mmseg TTA, 2 images: MMSeg's TTA model, test_step per image" in table
     assert "pixels equal to the first row's: 1.00000" in table
 
 
@@ -69,8 +70,9 @@ def test_ensemble_bench_cpu_smoke():
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     table = result.stdout.split("| what | seconds | ratio |\n")[-1]
-    for row in ("sum of forward floors (2 members x 4 views)", "as built: one infer job per",
-                "shared decode", "ttach.SegmentationTTAWrapper", "ours: TTAPredictor"):  # fmt: skip
+    for row in ("sum of forward floors (2 members x 4 views)", "infer_jobs per_member: one",
+                "infer_jobs shared: one job", "  the shared job's loop with nothing written",
+                "ttach.SegmentationTTAWrapper", "ours: TTAPredictor"):  # fmt: skip
         assert f"| {row}" in table, result.stdout[-3000:]
 
 
