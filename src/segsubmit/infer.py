@@ -219,7 +219,8 @@ def batch_predictions(loader, entries, jobs, on_bad_image):
             size, device = entries[positions[0]].size, jobs[0].predictor.device
             on_device = {}
             for job in jobs:
-                on_device.setdefault(job.view, job.batch(batch).to(device, non_blocking=True))
+                if job.view not in on_device:  # setdefault would copy for every job
+                    on_device[job.view] = job.batch(batch).to(device, non_blocking=True)
             launched = (
                 positions,
                 [
