@@ -16,6 +16,7 @@ memory (benchmark `max_rss`) at N and L and its growth. Prints the table and wri
 import argparse
 import json
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -45,6 +46,8 @@ def parse_arguments():
     smoke = "tiny CPU run: 64² images, a random torchvision model, 2 shards, N=6, L=12"
     add("--cpu-smoke", action="store_true", help=smoke)
     add("--out", type=Path, default=Path("bench-out"))
+    add("--profile-noop", action="store_true",
+        help="also cProfile one no-op rerun: noop.prof under --out, its top entries printed")  # fmt: skip
     arguments = parser.parse_args()
     if arguments.cpu_smoke:
         arguments.images, arguments.large = min(arguments.images, 6), min(arguments.large, 12)
@@ -123,6 +126,26 @@ def disk_per_image(workdir):
     return total / rows
 
 
+def keep_logs(workdir, out):
+    """The run's job logs (start-up, model-ready and loop timings per job) under `out`."""
+    for log_file in (workdir / "results").glob("logs/**/*.log"):
+        target = out / log_file.relative_to(workdir / "results" / "logs")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log_file, target)
+
+
+def profile_noop(command, out, entries=25):
+    """cProfile one no-op rerun of `command` (a `python -m snakemake` list) into
+    `out`/noop.prof; print its `entries` largest cumulative times."""
+    profile = out / "noop.prof"
+    out.mkdir(parents=True, exist_ok=True)
+    seconds, output = timed_process([command[0], "-m", "cProfile", "-o", str(profile),
+                                     *command[1:]])  # fmt: skip
+    assert "Nothing to be done" in output, output[-3000:]
+    print(f"no-op rerun under cProfile: {seconds:.2f} s")
+    pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(entries)
+
+
 def job_rows(table, count, jobs):
     """One row per rule: its jobs' summed wall (infer: one GPU, its shards one after another)
     and peak RSS."""
@@ -154,6 +177,7 @@ def main():
     wall, jobs, command = cold_run(work / "run", overrides(json_path.parent), arguments.cores)
     table.row(cold_name, wall, seed_name, note="ratio: to the seed script (target ≤ 0.7)")
     job_rows(table, count, jobs)
+    keep_logs(work / "run", arguments.out / f"logs-{count}")
     table.row(f"cold run minus the infer jobs, {count} images", wall - jobs["infer"][0],
               note="target ≤ 3 s")  # fmt: skip
     noops = []
@@ -163,6 +187,8 @@ def main():
         noops.append(seconds)
     table.row("no-op rerun", statistics.median(noops),
               note=f"median of {len(noops)}; target ≤ 1.5 s")  # fmt: skip
+    if arguments.profile_noop:
+        profile_noop(command, arguments.out)
     memory = {"small": {rule: peak for rule, (_, peak) in jobs.items()}}
     if arguments.large:
         per_image = disk_per_image(work / "run")
@@ -183,6 +209,7 @@ def main():
                 continue
             note = f"{small_peak:.0f} -> {large_peak:.0f} MiB (target ≤ 1.5)"
             table.row(name, large_peak / small_peak, unit="x", note=note)
+        keep_logs(work / "run-large", arguments.out / f"logs-{large}")
         shutil.rmtree(work / "run-large")
     print(f"\n{table.text()}")
     arguments.out.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ def test_ensemble_bench_cpu_smoke():
 def test_pace_bench_cpu_smoke(tmp_path):
     """bench/pace_bench.py's rows from one tiny CPU call (the device runs it at 819 / 81,900)."""
     command = [sys.executable, str(REPO_ROOT / "bench" / "pace_bench.py"), "--cpu-smoke",
-               "--out", str(tmp_path / "out")]  # fmt: skip
+               "--profile-noop", "--out", str(tmp_path / "out")]  # fmt: skip
     env = {**os.environ, "BENCH_WORK": str(tmp_path / "work"), "NO_ALBUMENTATIONS_UPDATE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -92,3 +92,5 @@ def test_pace_bench_cpu_smoke(tmp_path):
     figures = json.loads((tmp_path / "out" / "pace.json").read_text())
     assert figures["figures"]["cold run, 12 images"] > figures["figures"]["  12 images: infer jobs"]
     assert set(figures["peak_rss_mib"]["large"]) >= {"manifest", "infer", "resize", "submission"}
+    assert "no-op rerun under cProfile" in result.stdout and (tmp_path / "out/noop.prof").exists()
+    assert (tmp_path / "out" / "logs-6" / "infer").is_dir()  # the jobs' logs are kept
