@@ -14,6 +14,7 @@ memory (benchmark `max_rss`) at N and L and its growth. Prints the table and wri
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import pstats
@@ -46,8 +47,8 @@ def parse_arguments():
     smoke = "tiny CPU run: 64² images, a random torchvision model, 2 shards, N=6, L=12"
     add("--cpu-smoke", action="store_true", help=smoke)
     add("--out", type=Path, default=Path("bench-out"))
-    add("--profile-noop", action="store_true",
-        help="also cProfile one no-op rerun: noop.prof under --out, its top entries printed")  # fmt: skip
+    profile = "also cProfile one no-op rerun: noop.prof under --out, its top entries printed"
+    add("--profile-noop", action="store_true", help=profile)
     arguments = parser.parse_args()
     if arguments.cpu_smoke:
         arguments.images, arguments.large = min(arguments.images, 6), min(arguments.large, 12)
@@ -153,8 +154,21 @@ def job_rows(table, count, jobs):
         table.row(f"  {count} images: {rule} jobs", seconds, note=f"peak RSS {peak:.0f} MiB")
 
 
+def bytecode_note(package="torch"):
+    """Whether `package` has bytecode for this Python: without it (PYTHONDONTWRITEBYTECODE and
+    an install that did not compile) every process compiles its sources at import, and the
+    start-up rows measure that too."""
+    folder = Path(importlib.util.find_spec(package).origin).parent / "__pycache__"
+    tag = sys.implementation.cache_tag
+    if folder.is_dir() and any(folder.glob(f"*.{tag}.pyc")):
+        return f"{package} bytecode: present"
+    compile_hint = "`python -m compileall -q -j 16 <site-packages>` once, as pip does at install"
+    return f"{package} bytecode: absent; each process compiles its sources (run {compile_hint})"
+
+
 def main():
     arguments = parse_arguments()
+    print(bytecode_note())
     work = Path(os.environ.get("BENCH_WORK", "/tmp/segsubmit-pace"))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

@@ -2,10 +2,13 @@
 compared with its maps in the resize job (off the run's critical path when shards overlap
 inference), so the submission job only gathers them in manifest order and re-reads the file.
 
-A fragment (`Layout.fragment`) is a zip, stored, of `rows.bin` (each image's PredictionString and
-a newline, in shard order), `index.npy` (per row: image id, byte length, value count, largest
-value) and `digests.npy` (the sha1 of each row, taken once it had decoded to its map). The
-gathered CSV is byte-identical to `write_submission`'s: the same header, `csv_field` names and
+A fragment (`Layout.fragment`) is one file: the rows (each image's PredictionString and a
+newline, in shard order) from its first byte, then `index` (a .npy: per row image id, byte
+length, value count, largest value) and `digests` (a .npy: the sha1 of each row, taken once it
+had decoded to its map), then `TRAILER` (its magic, the rows' size and where the two arrays
+start). Worker processes write each task's rows into a part file of their own, which the main
+process copies into the fragment in the kernel, so it moves no row bytes itself. The gathered
+CSV is byte-identical to `write_submission`'s: the same header, `csv_field` names and
 `encode_row` rows. Before its final name the file is re-read: header, each name in manifest
 order, each row's sha1 against its fragment's, the file's length; the value counts and classes
 were checked against the maps and are checked again from the index.
@@ -13,25 +16,25 @@ were checked against the maps and are checked again from the index.
 
 import errno
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import os
 import struct
-import zipfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, glob_escape
 from ..errors import SegsubmitError
 from ..labels import batched
 from .competition_csv import HEADER, THREADS, csv_field, encode_row
 
 log = logging.getLogger(__name__)
 
-ROWS_MEMBER = "rows.bin"
-INDEX_COLUMNS = ("image_id", "length", "values", "largest")
+TRAILER = struct.Struct("<8sQQQ")  # magic, rows' size, offset of index, offset of digests
+MAGIC = b"SSROWS01"
 ROWS_PER_TASK = 32  # rows one thread copies or re-reads at a time (~4 MB at 256x256)
 
 
@@ -94,66 +97,106 @@ def checked_row(image_id, label_map, size, num_classes):
     return row, hashlib.sha1(row).digest(), (image_id, row.size, label_map.size, largest)
 
 
-def _save_member(archive, name, array):
-    with archive.open(name, "w", force_zip64=True) as stream:
-        np.lib.format.write_array(stream, np.asarray(array))
+def write_checked_rows(part_path, items, size, num_classes):
+    """One worker task: `checked_row` of each (image id, map) of `items`, the rows written
+    into the file `part_path` one after another. Returns the (digest, index entry) of each."""
+    results = []
+    with open(part_path, "wb") as part:
+        for image_id, label_map in items:
+            row, digest, entry = checked_row(image_id, label_map, size, num_classes)
+            part.write(row)
+            results.append((digest, entry))
+    return results
 
 
-def checked_rows(items, size, num_classes):
-    """`checked_row` of each (image id, map) of `items`: one worker process's task."""
-    return [checked_row(image_id, label_map, size, num_classes) for image_id, label_map in items]
+ROWS_PER_PROCESS = 32  # rows of one worker task (~2 MB of maps sent, ~4 MB of rows written)
 
 
-ROWS_PER_PROCESS = 32  # rows of one worker task (~4 MB of rows back at 256x256)
-
-
-def row_groups(image_ids, label_maps, settings):
-    """Lists of `checked_row` results in order, `settings.threads` worker processes encoding and
-    checking tasks of `ROWS_PER_PROCESS` rows (numpy's many short calls per row hold the GIL
-    too often for threads to scale), two tasks per process in flight; one process: in this
-    one."""
+def written_row_groups(part_paths, image_ids, label_maps, settings):
+    """(part path, `write_checked_rows` results) of each task, in order: `settings.threads`
+    worker processes encode, check and write tasks of `ROWS_PER_PROCESS` rows (numpy's many
+    short calls per row hold the GIL too often for threads to scale), two tasks per process in
+    flight; one process: in this one. `part_paths`: an endless iterator of part file names."""
     size, num_classes = tuple(settings.size), settings.num_classes
     tasks = batched(zip(image_ids, label_maps, strict=True), ROWS_PER_PROCESS)
     processes = settings.threads or THREADS
     if processes == 1:
-        yield from (checked_rows(task, size, num_classes) for task in tasks)
+        for items in tasks:
+            part_path = next(part_paths)
+            yield part_path, write_checked_rows(part_path, items, size, num_classes)
         return
     fork = multiprocessing.get_context("fork")  # the rule's script has no __main__ guard
     with ProcessPoolExecutor(processes, mp_context=fork) as pool:
         for group in batched(tasks, 2 * processes):
+            paths = [next(part_paths) for _ in group]
             count = len(group)
-            yield from pool.map(checked_rows, group, [size] * count, [num_classes] * count)
+            results = pool.map(write_checked_rows, paths, group, [size] * count,
+                               [num_classes] * count)  # fmt: skip
+            yield from zip(paths, results, strict=True)
+
+
+def append_part(part_path, target, offset):
+    """Copy the part file into `target` (a descriptor) at `offset` and delete it; its size."""
+    source = os.open(part_path, os.O_RDONLY)
+    try:
+        count = os.fstat(source).st_size
+        copy_range(source, target, count, 0, offset)
+    finally:
+        os.close(source)
+        os.unlink(part_path)
+    return count
 
 
 def write_row_fragment(path, image_ids, label_maps, settings):
     """The fragment of one shard: the rows of `label_maps` (an iterable, in `image_ids`'
     order), each map checked (size, classes) and its row decoded back and compared with it
-    (`row_groups`); written atomically. Returns the row count."""
+    (`written_row_groups`), then the index, the digests and the trailer; written atomically.
+    Returns the row count."""
     index, digests = [], []
-    with atomic_path(path) as tmp_path, zipfile.ZipFile(tmp_path, "w") as archive:
-        with archive.open(ROWS_MEMBER, "w", force_zip64=True) as stream:
-            try:
-                for rows in row_groups(image_ids, label_maps, settings):
-                    for row, digest, entry in rows:
-                        stream.write(row)
-                        digests.append(np.frombuffer(digest, np.uint8))
-                        index.append(entry)
-            except SegsubmitError as err:
-                raise SegsubmitError(f"{path}: {err}") from err
-        _save_member(archive, "index.npy", np.array(index, np.int64).reshape(-1, 4))
-        _save_member(archive, "digests.npy", np.array(digests, np.uint8).reshape(-1, 20))
+    with atomic_path(path) as tmp_path, open(tmp_path, "wb") as handle:
+        part_paths = (tmp_path.with_name(f"{tmp_path.name}.{task}") for task in itertools.count())
+        rows_size = 0
+        try:
+            for part_path, results in written_row_groups(part_paths, image_ids, label_maps,
+                                                         settings):  # fmt: skip
+                rows_size += append_part(part_path, handle.fileno(), rows_size)
+                for digest, entry in results:
+                    digests.append(np.frombuffer(digest, np.uint8))
+                    index.append(entry)
+        except SegsubmitError as err:
+            raise SegsubmitError(f"{path}: {err}") from err
+        finally:
+            for part_path in tmp_path.parent.glob(f"{glob_escape(tmp_path.name)}.*"):
+                part_path.unlink()
+        handle.seek(rows_size)
+        index_offset = handle.tell()
+        np.lib.format.write_array(handle, np.array(index, np.int64).reshape(-1, 4))
+        digests_offset = handle.tell()
+        np.lib.format.write_array(handle, np.array(digests, np.uint8).reshape(-1, 20))
+        handle.write(TRAILER.pack(MAGIC, rows_size, index_offset, digests_offset))
     return len(index)
 
 
-def stored_member_offset(path, archive, name):
-    """File offset of the bytes of a stored member of a zip."""
-    info = archive.getinfo(name)
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise ValueError(f"{name} is compressed")
+def read_fragment_arrays(path):
+    """(rows' size, index, digests) of the fragment at `path`; ValueError when its trailer,
+    arrays or sizes disagree."""
     with open(path, "rb") as handle:
-        handle.seek(info.header_offset)
-        name_length, extra_length = struct.unpack("<HH", handle.read(zipfile.sizeFileHeader)[26:30])
-    return info.header_offset + zipfile.sizeFileHeader + name_length + extra_length
+        end = handle.seek(0, os.SEEK_END)
+        if end < TRAILER.size:
+            raise ValueError(f"{end} bytes, shorter than a fragment's trailer")
+        handle.seek(end - TRAILER.size)
+        magic, rows_size, index_offset, digests_offset = TRAILER.unpack(handle.read(TRAILER.size))
+        if magic != MAGIC or not rows_size <= index_offset < digests_offset < end:
+            raise ValueError("no fragment trailer")
+        handle.seek(index_offset)
+        index = np.lib.format.read_array(handle, allow_pickle=False)
+        handle.seek(digests_offset)
+        digests = np.lib.format.read_array(handle, allow_pickle=False)
+    if index.ndim != 2 or index.shape[1] != 4 or digests.shape != (len(index), 20):
+        raise ValueError(f"index {index.shape} and digests {digests.shape} disagree")
+    if int(index[:, 1].sum()) != rows_size:
+        raise ValueError(f"the index's row lengths do not sum to the rows' {rows_size} bytes")
+    return rows_size, index, digests
 
 
 @dataclass(frozen=True)
@@ -173,20 +216,14 @@ class RowFragment:
     def load(cls, path):
         """The index of the fragment at `path`; one line when it is not a readable fragment."""
         try:
-            with zipfile.ZipFile(path) as archive:
-                data_offset = stored_member_offset(path, archive, ROWS_MEMBER)
-                rows_size = archive.getinfo(ROWS_MEMBER).file_size
-            with np.load(path) as members:
-                index, digests = members["index"], members["digests"]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            _, index, digests = read_fragment_arrays(path)
+        except (OSError, ValueError, struct.error) as err:
             raise SegsubmitError(
                 f"{path}: not a readable row fragment ({err}); delete it and run again (its "
                 "resize job writes it)"
             ) from err
         image_ids, lengths, values, largest = (index[:, column] for column in range(4))
-        if len(digests) != len(index) or int(lengths.sum()) != rows_size:
-            raise SegsubmitError(f"{path}: index and rows disagree; delete it and run again")
-        offsets = data_offset + np.cumsum(lengths) - lengths
+        offsets = np.cumsum(lengths) - lengths
         return cls(str(path), image_ids, offsets, lengths, values, largest, digests)
 
 

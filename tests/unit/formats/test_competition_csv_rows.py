@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from segsubmit.errors import SegsubmitError
 from segsubmit.formats.competition_csv import encode_row, write_submission
 from segsubmit.formats.competition_csv_rows import (
-    ROWS_MEMBER,
     RowFragment,
     decode_row,
     gather_submission,
@@ -145,12 +144,17 @@ def test_a_map_with_a_class_out_of_range_gets_no_fragment(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_fragment_rows_are_stored_uncompressed(tmp_path):
-    import zipfile
-
-    settings = fragments_of(tmp_path, random_maps(6), shards=1)
-    with zipfile.ZipFile(settings.fragments[0]) as archive:
-        assert archive.getinfo(ROWS_MEMBER).compress_type == zipfile.ZIP_STORED
+def test_a_fragment_holds_each_row_at_its_offset_and_refuses_truncation(tmp_path):
+    maps = random_maps(70, high=200)  # 3 tasks of worker processes
+    path = fragments_of(tmp_path, maps, shards=1, num_classes=256).fragments[0]
+    fragment, data = RowFragment.load(path), path.read_bytes()
+    for position, label_map in enumerate(maps):
+        start, length = int(fragment.offsets[position]), int(fragment.lengths[position])
+        assert data[start : start + length] == encode_row(label_map).tobytes()
+    assert sorted(os.listdir(tmp_path)) == ["0.competition_csv.rows"]  # no part file is left
+    path.write_bytes(data[:-5])  # a fragment cut short loses its trailer
+    with pytest.raises(SegsubmitError, match="0.competition_csv.rows: not a readable row frag"):
+        RowFragment.load(path)
 
 
 def test_worker_processes_write_the_fragment_one_process_writes(tmp_path):
