@@ -178,8 +178,8 @@ def write_row_fragment(path, image_ids, label_maps, settings):
 
 
 def read_fragment_arrays(path):
-    """(rows' size, index, digests) of the fragment at `path`; ValueError when its trailer,
-    arrays or sizes disagree."""
+    """(index, digests) of the fragment at `path`; ValueError when its trailer, arrays or sizes
+    disagree."""
     with open(path, "rb") as handle:
         end = handle.seek(0, os.SEEK_END)
         if end < TRAILER.size:
@@ -196,7 +196,7 @@ def read_fragment_arrays(path):
         raise ValueError(f"index {index.shape} and digests {digests.shape} disagree")
     if int(index[:, 1].sum()) != rows_size:
         raise ValueError(f"the index's row lengths do not sum to the rows' {rows_size} bytes")
-    return rows_size, index, digests
+    return index, digests
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class RowFragment:
     def load(cls, path):
         """The index of the fragment at `path`; one line when it is not a readable fragment."""
         try:
-            _, index, digests = read_fragment_arrays(path)
+            index, digests = read_fragment_arrays(path)
         except (OSError, ValueError, struct.error) as err:
             raise SegsubmitError(
                 f"{path}: not a readable row fragment ({err}); delete it and run again (its "
