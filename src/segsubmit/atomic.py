@@ -30,11 +30,26 @@ def pid_alive(pid):
     return True
 
 
+def part_path(tmp_path, number):
+    """Part `number` of a writer's temporary file (`tmp_path.<number>`): the writer joins and
+    deletes its parts; `remove_stale_temporaries` removes those of killed writers with it."""
+    return tmp_path.with_name(f"{tmp_path.name}.{number}")
+
+
+def remove_parts(tmp_path):
+    """Delete every `part_path` of `tmp_path`."""
+    for path in tmp_path.parent.glob(f"{glob_escape(tmp_path.name)}.*"):
+        path.unlink(missing_ok=True)
+
+
 def remove_stale_temporaries(final_path):
-    """Remove temporary files of `final_path` left by writers that no longer run (`kill -9`)."""
+    """Remove temporary files of `final_path`, and their parts, left by writers that no longer
+    run (`kill -9`)."""
     prefix = f".{final_path.name}."
-    for path in final_path.parent.glob(f".{glob_escape(final_path.name)}.*.tmp"):
-        pid = path.name[len(prefix) : -len(".tmp")]
+    for path in final_path.parent.glob(f".{glob_escape(final_path.name)}.*.tmp*"):
+        pid, _, part = path.name[len(prefix) :].partition(".tmp")
+        if part and not part[1:].isdigit():
+            continue
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             path.unlink(missing_ok=True)
 

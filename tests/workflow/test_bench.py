@@ -93,4 +93,5 @@ def test_pace_bench_cpu_smoke(tmp_path):
     assert figures["figures"]["cold run, 12 images"] > figures["figures"]["  12 images: infer jobs"]
     assert set(figures["peak_rss_mib"]["large"]) >= {"manifest", "infer", "resize", "submission"}
     assert "no-op rerun under cProfile" in result.stdout and (tmp_path / "out/noop.prof").exists()
+    assert result.stdout.startswith("torch bytecode: ")  # start-up rows say what they include
     assert (tmp_path / "out" / "logs-6" / "infer").is_dir()  # the jobs' logs are kept

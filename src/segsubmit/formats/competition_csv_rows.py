@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..atomic import atomic_path, glob_escape
+from ..atomic import atomic_path, part_path, remove_parts
 from ..errors import SegsubmitError
 from ..labels import batched
 from .competition_csv import HEADER, THREADS, csv_field, encode_row
@@ -97,11 +97,11 @@ def checked_row(image_id, label_map, size, num_classes):
     return row, hashlib.sha1(row).digest(), (image_id, row.size, label_map.size, largest)
 
 
-def write_checked_rows(part_path, items, size, num_classes):
+def write_checked_rows(part_file, items, size, num_classes):
     """One worker task: `checked_row` of each (image id, map) of `items`, the rows written
-    into the file `part_path` one after another. Returns the (digest, index entry) of each."""
+    into the file `part_file` one after another. Returns the (digest, index entry) of each."""
     results = []
-    with open(part_path, "wb") as part:
+    with open(part_file, "wb") as part:
         for image_id, label_map in items:
             row, digest, entry = checked_row(image_id, label_map, size, num_classes)
             part.write(row)
@@ -112,38 +112,38 @@ def write_checked_rows(part_path, items, size, num_classes):
 ROWS_PER_PROCESS = 32  # rows of one worker task (~2 MB of maps sent, ~4 MB of rows written)
 
 
-def written_row_groups(part_paths, image_ids, label_maps, settings):
+def written_row_groups(part_files, image_ids, label_maps, settings):
     """(part path, `write_checked_rows` results) of each task, in order: `settings.threads`
     worker processes encode, check and write tasks of `ROWS_PER_PROCESS` rows (numpy's many
     short calls per row hold the GIL too often for threads to scale), two tasks per process in
-    flight; one process: in this one. `part_paths`: an endless iterator of part file names."""
+    flight; one process: in this one. `part_files`: an endless iterator of part file names."""
     size, num_classes = tuple(settings.size), settings.num_classes
     tasks = batched(zip(image_ids, label_maps, strict=True), ROWS_PER_PROCESS)
     processes = settings.threads or THREADS
     if processes == 1:
         for items in tasks:
-            part_path = next(part_paths)
-            yield part_path, write_checked_rows(part_path, items, size, num_classes)
+            part_file = next(part_files)
+            yield part_file, write_checked_rows(part_file, items, size, num_classes)
         return
     fork = multiprocessing.get_context("fork")  # the rule's script has no __main__ guard
     with ProcessPoolExecutor(processes, mp_context=fork) as pool:
         for group in batched(tasks, 2 * processes):
-            paths = [next(part_paths) for _ in group]
+            paths = [next(part_files) for _ in group]
             count = len(group)
             results = pool.map(write_checked_rows, paths, group, [size] * count,
                                [num_classes] * count)  # fmt: skip
             yield from zip(paths, results, strict=True)
 
 
-def append_part(part_path, target, offset):
+def append_part(part_file, target, offset):
     """Copy the part file into `target` (a descriptor) at `offset` and delete it; its size."""
-    source = os.open(part_path, os.O_RDONLY)
+    source = os.open(part_file, os.O_RDONLY)
     try:
         count = os.fstat(source).st_size
         copy_range(source, target, count, 0, offset)
     finally:
         os.close(source)
-        os.unlink(part_path)
+        os.unlink(part_file)
     return count
 
 
@@ -154,20 +154,19 @@ def write_row_fragment(path, image_ids, label_maps, settings):
     Returns the row count."""
     index, digests = [], []
     with atomic_path(path) as tmp_path, open(tmp_path, "wb") as handle:
-        part_paths = (tmp_path.with_name(f"{tmp_path.name}.{task}") for task in itertools.count())
+        part_paths = (part_path(tmp_path, task) for task in itertools.count())
         rows_size = 0
         try:
-            for part_path, results in written_row_groups(part_paths, image_ids, label_maps,
-                                                         settings):  # fmt: skip
-                rows_size += append_part(part_path, handle.fileno(), rows_size)
+            for part, results in written_row_groups(part_paths, image_ids, label_maps,
+                                                    settings):  # fmt: skip
+                rows_size += append_part(part, handle.fileno(), rows_size)
                 for digest, entry in results:
                     digests.append(np.frombuffer(digest, np.uint8))
                     index.append(entry)
         except SegsubmitError as err:
             raise SegsubmitError(f"{path}: {err}") from err
         finally:
-            for part_path in tmp_path.parent.glob(f"{glob_escape(tmp_path.name)}.*"):
-                part_path.unlink()
+            remove_parts(tmp_path)
         handle.seek(rows_size)
         index_offset = handle.tell()
         np.lib.format.write_array(handle, np.array(index, np.int64).reshape(-1, 4))

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segsubmit.atomic import part_path
 from segsubmit.errors import SegsubmitError
 from segsubmit.formats.competition_csv import (
     BOM,
@@ -136,11 +137,13 @@ def test_temporaries_of_killed_writers_are_removed_at_the_next_write(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     stale = tmp_path / f".submission.csv.{dead}.tmp"
+    stale_part = part_path(stale, 3)  # a part of a killed writer's (row fragments have them)
     running = tmp_path / f".submission.csv.{os.getppid()}.tmp"  # a live writer's: kept
-    stale.write_bytes(b"x" * 1000)
-    running.write_bytes(b"y")
+    running_part = part_path(running, 0)
+    for path in (stale, stale_part, running, running_part):
+        path.write_bytes(b"x" * 1000)
     write_submission(tmp_path / "submission.csv", NAMES, random_maps(6))
-    assert sorted(os.listdir(tmp_path)) == [running.name, "submission.csv"]
+    assert sorted(os.listdir(tmp_path)) == [running.name, running_part.name, "submission.csv"]
 
 
 def test_csv_is_checked_before_it_takes_its_final_name(tmp_path):
