@@ -49,6 +49,8 @@ def parse_arguments():
     add("--out", type=Path, default=Path("bench-out"))
     profile = "also cProfile one no-op rerun: noop.prof under --out, its top entries printed"
     add("--profile-noop", action="store_true", help=profile)
+    baseline = "also run L with resize.ahead false (the resize jobs after inference): the baseline"
+    add("--large-without-ahead", action="store_true", help=baseline)
     arguments = parser.parse_args()
     if arguments.cpu_smoke:
         arguments.images, arguments.large = min(arguments.images, 6), min(arguments.large, 12)
@@ -225,6 +227,14 @@ def main():
             table.row(name, large_peak / small_peak, unit="x", note=note)
         keep_logs(work / "run-large", arguments.out / f"logs-{large}")
         shutil.rmtree(work / "run-large")
+        if arguments.large_without_ahead:
+            without = {**overrides(large_json.parent), "resize": {"ahead": False}}
+            wall_without, jobs_without, _ = cold_run(work / "run-plain", without, arguments.cores)
+            shutil.rmtree(work / "run-plain")
+            name = f"cold run, {large} images, resize.ahead false"
+            table.row(name, wall_without, note="the same call's baseline")
+            job_rows(table, f"{large} (ahead false)", jobs_without)
+            table.row(f"cold run, {large} images, resize ahead / without", wall, name)
     print(f"\n{table.text()}")
     arguments.out.mkdir(parents=True, exist_ok=True)
     figures = {"figures": table.figures, "peak_rss_mib": memory, "cores": arguments.cores,

@@ -6,6 +6,7 @@ ground truth, the report) do not import the plug-ins."""
 
 import logging
 
+from .ahead import adopt_staged
 from .labels import LabelShard
 from .plugins import format_named, format_settings
 from .resize import MAPS_AT_ONCE, resize_stage
@@ -35,9 +36,16 @@ def resize_shard_stage(
     fragments=None,
     class_names=(),
     threads=None,
+    ahead=None,
 ):
-    """Stage entry: `resize.resize_stage` (`area_labels_path`: its probability-space maps), then
-    the formats' `fragments` ({format name: path}; `class_names` bounds their values)."""
+    """Stage entry: the files the infer job staged for this job (`ahead`, an
+    `ahead.AheadPlan` of this job's outputs and params) when their key is this job's, else
+    `resize.resize_stage` (`area_labels_path`: its probability-space maps), then the formats'
+    `fragments` ({format name: path}; `class_names` bounds their values)."""
+    if ahead is not None and adopt_staged(ahead, labels_path):
+        log.info("resize: adopted the maps and fragments its infer job resized ahead (%s)",
+                 ahead.key_path)  # fmt: skip
+        return
     resize_stage(labels_path, resized_path, backend, size, interpolation, allow_bilinear_labels,
                  area_labels_path, threads)  # fmt: skip
     write_fragments(resized_path, fragments or {}, class_names, size, threads)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .ahead import ResizeAhead
 from .backends.base import (
     has_probabilities,
     host_transform,
@@ -129,12 +130,14 @@ def shared_views(transforms):
 class ModelJob:
     """One model's part of an infer job: its predictor, the view of each loader batch it reads
     (an index into `EachTransform`'s tuple; None when batches are one tensor), its label file
-    (None: none written) and the outputs derived from its probabilities (None: none)."""
+    (None: none written), the outputs derived from its probabilities (None: none) and the
+    `ahead.ResizeAhead` its label maps also go to (None: none)."""
 
     predictor: object
     labels_path: object = None
     outputs: object = None
     view: int | None = None
+    ahead: object = None
 
     def batch(self, loaded):
         return loaded if self.view is None else loaded[self.view]
@@ -365,7 +368,8 @@ class ModelFiles:
             self.writers = output_writers(stack, job.outputs, entries, num_classes)
         if job.labels_path:
             total_pixels = sum(entry.height * entry.width for entry in entries)
-            writer = label_shard_writer(job.labels_path, total_pixels, self.warnings)
+            token = job.ahead.token if job.ahead is not None else ""
+            writer = label_shard_writer(job.labels_path, total_pixels, self.warnings, token)
             self.writers["labels"] = stack.enter_context(writer)
 
     def add(self, image_id, predicted):
@@ -373,6 +377,8 @@ class ModelFiles:
         for name, add_output in self.writers.items():
             add_output(image_id, predicted[name])
         label_map = predicted["labels"]
+        if self.job.ahead is not None:
+            self.job.ahead.add(image_id, label_map)
         low, high = (label_map.min(), label_map.max()) if label_map.size else (0, 0)
         if self.uniform_classes is not None:
             self.uniform_classes = self.uniform_classes | {int(low)} if low == high else None
@@ -418,9 +424,11 @@ def predict_to_files(loader, entries, jobs, batch_size, workers, on_bad_image):
             write.result()
         for model_files in files:
             model_files.add_warnings(len(entries))
-    for model_files in files:
+    for job, model_files in zip(jobs, files, strict=True):
         for warning in model_files.warnings:
             log.warning("%s", warning)
+        if job.ahead is not None:  # its label file is in place now
+            job.ahead.finish(model_files.warnings, job.labels_path)
 
 
 def predict_shard_to_file(
@@ -500,21 +508,39 @@ def checked_predictor(run, device, sizes, transform):
     return predictor
 
 
-def infer_models_stage(shard_path, runs, infer):
+def start_resize_ahead(plan, runs, device, count, stack):
+    """The `ahead.ResizeAhead` of a single run's label maps when `plan` (an `ahead.AheadPlan`)
+    wants one on `device`, entered on `stack`; else None."""
+    if plan is None or len(runs) != 1 or not runs[0].labels_path or not plan.wanted_on(device):
+        return None
+    log.info("infer: resize ahead: the maps are resized and their rows encoded beside inference")
+    return stack.enter_context(ResizeAhead(plan, count))
+
+
+def infer_models_stage(shard_path, runs, infer, ahead_plan=None):
     """Stage entry: predict every image of a shard with each `ModelRun` of `runs` (`infer`:
     `settings.InferSettings`), each image decoded once for all of them, and write each run's
-    files.
+    files; with `ahead_plan` (an `ahead.AheadPlan`) a single run's maps are also resized
+    ahead (`ahead.ResizeAhead`, forked here before CUDA starts).
 
     With a fixed batch size the DataLoader workers are started first: they fork from a small
     process and decode the first batches while the models are built and the GPU initialised.
     Each model is then run once on each image size of the shard, so that an output it cannot
     give for one of them is refused before any image is predicted. Every model runs on the
     device of the first one's `model.device`."""
-    started = time.perf_counter()
-    shard = Manifest.load(shard_path)
+    with contextlib.ExitStack() as stack:
+        started = time.perf_counter()
+        shard = Manifest.load(shard_path)
+        claim_gpu_before_cuda(runs[0].model.device)  # held until the process ends
+        device = resolve_device(runs[0].model.device)
+        ahead = start_resize_ahead(ahead_plan, runs, device, len(shard.images), stack)
+        predict_shard(shard, runs, infer, device, ahead, started)
+    log_peak_memory()
+
+
+def predict_shard(shard, runs, infer, device, ahead, started):
+    """`infer_models_stage`'s work once the device is known and the resize ahead started."""
     entries, data_root = shard.images, shard.data_root
-    claim_gpu_before_cuda(runs[0].model.device)  # held until the process ends
-    device = resolve_device(runs[0].model.device)
     limit_host_threads(device)
     transforms = [host_transform(run.model, device) for run in runs]
     loader_transform, views = shared_views(transforms)
@@ -546,16 +572,17 @@ def infer_models_stage(shard_path, runs, infer):
             entries, data_root, loader_transform, device, batch_size, workers, max_pixels
         )
     jobs = [
-        ModelJob(predictor, run.labels_path, run.outputs, view)
+        ModelJob(predictor, run.labels_path, run.outputs, view, ahead)
         for predictor, run, view in zip(predictors, runs, views, strict=True)
     ]
     predict_to_files(loader, entries, jobs, batch_size, workers, infer.on_bad_image)
-    log_peak_memory()
 
 
-def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None):
+def infer_stage(shard_path, labels_path, model, infer, tta=None, outputs=None, ahead=None):
     """Stage entry: `infer_models_stage` of one model (`model`: `settings.ModelSettings`,
-    `tta`: `settings.TTASettings`): its argmax label maps (unless `labels_path` is None), and
-    the outputs derived from class probabilities that `outputs` (a
-    `probabilities.ProbabilityOutputs`) asks for."""
-    infer_models_stage(shard_path, [ModelRun(model, tta, labels_path, outputs)], infer)
+    `tta`: `settings.TTASettings`): its argmax label maps (unless `labels_path` is None), the
+    outputs derived from class probabilities that `outputs` (a
+    `probabilities.ProbabilityOutputs`) asks for, and its resize job's work ahead when `ahead`
+    (an `ahead.AheadPlan`) asks for it."""
+    run = ModelRun(model, tta, labels_path, outputs)
+    infer_models_stage(shard_path, [run], infer, ahead)

@@ -18,15 +18,16 @@ def _save_member(archive, name, array):
 
 
 @contextlib.contextmanager
-def label_shard_writer(path, total_pixels, warnings=()):
+def label_shard_writer(path, total_pixels, warnings=(), token=""):
     """Yield `add(image_id, label_map)`; the file appears under `path` only once complete.
 
     `total_pixels` (sum of H*W over the shard) sizes the labels array up front. `warnings`
     (one-line strings; a list may still be filled inside the `with` block) are stored with the
-    maps, for `read_shard_warnings`.
+    maps, for `read_shard_warnings`; `token` (ASCII) is the zip's comment (`ahead.labels_token`).
     """
     image_ids, shapes = [], []
     with atomic_path(path) as tmp_path, zipfile.ZipFile(tmp_path, "w") as archive:
+        archive.comment = token.encode("ascii")
         with archive.open("labels.npy", "w", force_zip64=True) as stream:
             header = {"descr": "|u1", "fortran_order": False, "shape": (total_pixels,)}
             np.lib.format.write_array_header_1_0(stream, header)

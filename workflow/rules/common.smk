@@ -270,6 +270,43 @@ def fragment_inputs(split="{split}"):
     }
 
 
+RESIZE_SETTINGS = dict(
+    backend=config["resize"]["backend"],
+    size=config["resize"]["size"],
+    interpolation=config["resize"]["interpolation"],
+    allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
+)
+RESIZE_PARAMS = dict(
+    **RESIZE_SETTINGS,
+    fragment_formats=[fmt.name for fmt in FRAGMENT_FORMATS],
+    class_names=CLASSES,
+)  # rule resize's (with its code digest), also the key of the work its infer job does ahead
+RESIZE_AHEAD = (
+    config["resize"]["ahead"] is not False
+    and not PROBABILITY_RESIZE
+    and not ENSEMBLE
+    and len(FRAGMENT_FORMATS) <= 1
+)
+
+
+def resize_ahead_plan(wildcards, output):
+    """Rule infer's `resize_ahead` param: the outputs and params of the shard's resize job
+    (segsubmit.ahead.AheadPlan), {} when off. A function of `output`, so that Snakemake's
+    params trigger leaves it out: resize settings never rerun inference."""
+    if not RESIZE_AHEAD:
+        return {}
+    split, shard = wildcards.split, wildcards.shard
+    return dict(
+        resized=LAYOUT.resized(split, shard),
+        fragments={
+            fmt.name: LAYOUT.fragment(split, shard, fmt.name)
+            for fmt in FRAGMENT_FORMATS
+        },
+        params=dict(**RESIZE_PARAMS, code=rule_digest("resize")),
+        mode=config["resize"]["ahead"],
+    )
+
+
 def submission_files(split="{split}"):
     """{format name: path} of the configured submission formats' files of `split`."""
     return {fmt.name: LAYOUT.submission(split, fmt.file_name) for fmt in FORMATS}

@@ -76,6 +76,7 @@ else:
         params:
             **INFER_PARAMS,
             probability_outputs=AREA_OUTPUTS,
+            resize_ahead=resize_ahead_plan,
         script:
             "../scripts/infer.py"
 

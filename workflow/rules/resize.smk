@@ -4,13 +4,6 @@ shard's part of each fragment format's file (submission.csv's rows, encoded and 
 that this work runs as each shard is resized, not after the last one. An ensemble member's maps
 too: rule resize_member, workflow/rules/ensemble.smk."""
 
-RESIZE_SETTINGS = dict(
-    backend=config["resize"]["backend"],
-    size=config["resize"]["size"],
-    interpolation=config["resize"]["interpolation"],
-    allow_bilinear_labels=config["resize"]["allow_bilinear_labels"],
-)
-
 
 # With resize.interpolation: probability the infer job's probability-space maps (area_labels)
 # are the resized maps.
@@ -37,9 +30,7 @@ rule resize:
         mem_mb=4000,
         runtime=30,
     params:
-        **RESIZE_SETTINGS,
-        fragment_formats=[fmt.name for fmt in FRAGMENT_FORMATS],
-        class_names=CLASSES,
+        **RESIZE_PARAMS,
         code=rule_digest("resize"),
     script:
         "../scripts/resize.py"

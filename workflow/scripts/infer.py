@@ -1,12 +1,14 @@
 """Rule infer (and infer_confident): predict one shard's label maps, and the outputs derived
 from class probabilities its rule names (`probabilities.ProbabilityOutputs`)."""
 
+from segsubmit.ahead import AheadPlan
 from segsubmit.infer import infer_stage
 from segsubmit.logs import run_stage
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.settings import InferSettings, ModelSettings, TTASettings, from_params
 
 derived = {name: path for name, path in snakemake.output.items() if name != "labels"}
+# rule infer's resize_ahead: the resize job's plan (segsubmit.ahead); not in infer_confident
 run_stage(
     snakemake.log[0],
     infer_stage,
@@ -21,4 +23,5 @@ run_stage(
         if derived
         else None
     ),
+    ahead=AheadPlan.from_params(snakemake.params.get("resize_ahead")),
 )
