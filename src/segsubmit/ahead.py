@@ -32,6 +32,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import atomic_path
 from .labels import batched, label_shard_writer
 from .plugins import format_named, format_settings
@@ -40,7 +42,7 @@ from .resize import resize_label_maps
 log = logging.getLogger(__name__)
 
 QUEUE_MAPS = 1024  # maps the process may fall behind before it is abandoned (~270 MB at 512²)
-PROCESSES = 4  # its row workers (H200, ~780 maps/s: the rows need about 3 CPUs)
+PROCESSES = 6  # its row workers (H200, ~780 maps/s: the rows need about 3 CPUs)
 MAPS_PER_RESIZE = 64  # maps resized per call
 POLL_S = 2.0  # how often the process checks that the infer job still runs
 RESIZE_LIBRARIES = {
@@ -211,10 +213,21 @@ def write_staged(plan, items, count):
         warnings.extend(items.warnings)
 
 
+def warm_up(params):
+    """Import and run the resize library once, while the infer job still loads its model:
+    a cold import (Albumentations: about a second) would otherwise put the process that many
+    maps behind the first batches."""
+    started = time.perf_counter()
+    size = tuple(params["size"])
+    resize_label_maps([np.zeros(size, np.uint8)], size, params["backend"], params["interpolation"])
+    log.info("infer: resize ahead ready after %.2f s", time.perf_counter() - started)
+
+
 def ahead_process(plan, items, abandon, count, results, parent):
     """The resize-ahead process: `write_staged`, then ("done", None) or ("failed", reason)
     sent on `results`."""
     try:
+        warm_up(plan.params)
         write_staged(plan, QueuedItems(items, abandon, parent), count)
         results.send(("done", None))
     except Abandoned:
@@ -229,7 +242,7 @@ class ResizeAhead:
 
     def __init__(self, plan, count):
         fork = multiprocessing.get_context("fork")
-        self.plan, self.reason = plan, None
+        self.plan, self.reason, self.queued = plan, None, 0
         self.token = secrets.token_hex(16)  # written into the label file (`labels_token`)
         remove_staged(plan)
         self.items, self.abandon_event = fork.Queue(QUEUE_MAPS), fork.Event()
@@ -255,8 +268,9 @@ class ResizeAhead:
             return
         try:
             self.items.put_nowait((image_id, label_map))
+            self.queued += 1
         except queue.Full:
-            self.abandon(f"{QUEUE_MAPS} maps behind inference")
+            self.abandon(f"{QUEUE_MAPS} maps behind inference, after {self.queued} maps")
 
     def abandon(self, reason):
         """Stop the process and delete its files; the resize job does the work."""
