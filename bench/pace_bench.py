@@ -130,11 +130,14 @@ def disk_per_image(workdir):
 
 
 def keep_logs(workdir, out):
-    """The run's job logs (start-up, model-ready and loop timings per job) under `out`."""
+    """The run's job logs (start-up, model-ready and loop timings per job) and Snakemake's own
+    log under `out`."""
     for log_file in (workdir / "results").glob("logs/**/*.log"):
         target = out / log_file.relative_to(workdir / "results" / "logs")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log_file, target)
+    for log_file in (workdir / ".snakemake" / "log").glob("*.log"):
+        shutil.copyfile(log_file, out / log_file.name)
 
 
 def profile_noop(command, out, entries=25):

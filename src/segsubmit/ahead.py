@@ -7,15 +7,18 @@ to that process, which resizes it and encodes its row as the resize job would
 into files staged beside the resize job's outputs (`<output>.ahead`). Once the infer job's
 label file is in place it writes the key (`<resized>.ahead.json`): a digest of the resize
 job's params (settings, formats, classes, code digest), the resize libraries' versions and the
-label file's inode, size and modification time. The resize job adopts the staged files
+label file's size and random token (its zip comment: Snakemake touches outputs after a job, so
+their times cannot tie them). The resize job adopts the staged files
 (renamed into place, then touched) only when the key it computes from its own params and input
 is that one, else deletes them and does the work itself. So the outputs are the ones the
 resize job computes, and a change of resize setting, code or library reruns the resize job as
 before; the infer job gets the plan as a param derived from its outputs, which Snakemake's
 params trigger leaves out, so such a change never reruns inference.
 
-Speculative work never holds up the GPU: when the process falls `QUEUE_MAPS` maps behind, or
-fails, it is abandoned and its files deleted; the resize job then does the work.
+Speculative work holds up the GPU only briefly: when the process falls `QUEUE_MAPS` maps
+behind, inference waits for it while its waits stay under `WAIT_SHARE` of its time since the
+first map (a resize job would cost more: about half of inference at 512² on an H200), else the
+process is abandoned and its files deleted, as when it fails; the resize job then does the work.
 """
 
 import contextlib
@@ -41,7 +44,8 @@ from .resize import resize_label_maps
 
 log = logging.getLogger(__name__)
 
-QUEUE_MAPS = 1024  # maps the process may fall behind before it is abandoned (~270 MB at 512²)
+QUEUE_MAPS = 1024  # maps the process may fall behind before inference waits (~270 MB at 512²)
+WAIT_SHARE = 0.2  # of inference's time since its first map, the most it waits for the process
 PROCESSES = 6  # its row workers (H200, ~780 maps/s: the rows need about 3 CPUs)
 MAPS_PER_RESIZE = 64  # maps resized per call
 POLL_S = 2.0  # how often the process checks that the infer job still runs
@@ -243,6 +247,7 @@ class ResizeAhead:
     def __init__(self, plan, count):
         fork = multiprocessing.get_context("fork")
         self.plan, self.reason, self.queued = plan, None, 0
+        self.first_map_at, self.waited = None, 0.0  # perf_counter; seconds inference waited
         self.token = secrets.token_hex(16)  # written into the label file (`labels_token`)
         remove_staged(plan)
         self.items, self.abandon_event = fork.Queue(QUEUE_MAPS), fork.Event()
@@ -263,14 +268,31 @@ class ResizeAhead:
             self.abandon(f"the infer job failed: {kind.__name__}")
 
     def add(self, image_id, label_map):
-        """Queue one label map, or abandon when the process is `QUEUE_MAPS` maps behind."""
+        """Queue one label map; when the process is `QUEUE_MAPS` maps behind, wait for it
+        within `WAIT_SHARE` (`allowed_wait`), else abandon it."""
         if self.reason is not None:
             return
+        now = time.perf_counter()
+        self.first_map_at = self.first_map_at or now
         try:
             self.items.put_nowait((image_id, label_map))
-            self.queued += 1
         except queue.Full:
-            self.abandon(f"{QUEUE_MAPS} maps behind inference, after {self.queued} maps")
+            try:
+                self.items.put((image_id, label_map), timeout=self.allowed_wait(now))
+            except queue.Full:
+                self.waited += time.perf_counter() - now
+                self.abandon(f"{QUEUE_MAPS} maps behind inference after {self.queued} maps, "
+                             f"inference had waited {self.waited:.1f} s for it")  # fmt: skip
+                return
+            self.waited += time.perf_counter() - now
+        self.queued += 1
+
+    def allowed_wait(self, now):
+        """Seconds inference may still wait for room in the queue at `now`: 0 once the
+        process has died."""
+        if not self.process.is_alive():
+            return 0.0
+        return max(WAIT_SHARE * (now - self.first_map_at) - self.waited, 0.0)
 
     def abandon(self, reason):
         """Stop the process and delete its files; the resize job does the work."""
@@ -300,5 +322,6 @@ class ResizeAhead:
         with atomic_path(Path(self.plan.key_path)) as tmp_path:
             tmp_path.write_text(json.dumps(key))
         waited = time.perf_counter() - started
-        log.info("infer: resize ahead finished %.2f s after the last map was written", waited)
+        log.info("infer: resize ahead finished %.2f s after the last map was written "
+                 "(inference waited %.2f s for it before)", waited, self.waited)  # fmt: skip
         return waited

@@ -63,13 +63,23 @@ def test_adopted_outputs_equal_the_resize_jobs(tmp_path):
 
 def test_falling_behind_abandons_and_leaves_nothing(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(ahead, "QUEUE_MAPS", 2)  # the process is still starting: it lags
+    monkeypatch.setattr(ahead, "WAIT_SHARE", 0.0)  # and inference may not wait for it
     plan = plan_in(tmp_path)
     with caplog.at_level(logging.WARNING):
         resize_ahead = infer_side(plan, tmp_path / "labels.npz", label_maps(200))
-    assert resize_ahead.reason.startswith("2 maps behind inference, after ")
-    assert "resize ahead abandoned (2 maps behind inference, after " in caplog.text
+    assert resize_ahead.reason.startswith("2 maps behind inference after ")
+    assert "resize ahead abandoned (2 maps behind inference after " in caplog.text
     assert not list(tmp_path.glob("*.ahead*")) and not list(tmp_path.glob(".ahead*"))
     assert not adopt_staged(plan, tmp_path / "labels.npz")
+
+
+def test_inference_waits_for_a_lagging_process_within_its_share(tmp_path, monkeypatch):
+    monkeypatch.setattr(ahead, "QUEUE_MAPS", 2)
+    monkeypatch.setattr(ahead, "WAIT_SHARE", 1e6)  # any wait is within the share
+    plan, labels = plan_in(tmp_path), tmp_path / "labels.npz"
+    resize_ahead = infer_side(plan, labels, label_maps(200))
+    assert resize_ahead.reason is None and resize_ahead.waited > 0
+    assert resize_ahead.queued == 200 and adopt_staged(plan, labels)
 
 
 def test_a_failure_in_the_process_abandons_with_its_reason(tmp_path, caplog):

@@ -14,6 +14,7 @@ order, each row's sha1 against its fragment's, the file's length; the value coun
 were checked against the maps and are checked again from the index.
 """
 
+import collections
 import errno
 import hashlib
 import itertools
@@ -115,8 +116,10 @@ ROWS_PER_PROCESS = 32  # rows of one worker task (~2 MB of maps sent, ~4 MB of r
 def written_row_groups(part_files, image_ids, label_maps, settings):
     """(part path, `write_checked_rows` results) of each task, in order: `settings.threads`
     worker processes encode, check and write tasks of `ROWS_PER_PROCESS` rows (numpy's many
-    short calls per row hold the GIL too often for threads to scale), two tasks per process in
-    flight; one process: in this one. `part_files`: an endless iterator of part file names."""
+    short calls per row hold the GIL too often for threads to scale). Tasks are submitted as
+    their maps arrive, up to two per process in flight, so reading the next maps overlaps the
+    workers' encoding; one process: in this one. `part_files`: an endless iterator of part
+    file names."""
     size, num_classes = tuple(settings.size), settings.num_classes
     tasks = batched(zip(image_ids, label_maps, strict=True), ROWS_PER_PROCESS)
     processes = settings.threads or THREADS
@@ -127,12 +130,16 @@ def written_row_groups(part_files, image_ids, label_maps, settings):
         return
     fork = multiprocessing.get_context("fork")  # the rule's script has no __main__ guard
     with ProcessPoolExecutor(processes, mp_context=fork) as pool:
-        for group in batched(tasks, 2 * processes):
-            paths = [next(part_files) for _ in group]
-            count = len(group)
-            results = pool.map(write_checked_rows, paths, group, [size] * count,
-                               [num_classes] * count)  # fmt: skip
-            yield from zip(paths, results, strict=True)
+        in_flight = collections.deque()
+        for items in tasks:
+            part_file = next(part_files)
+            future = pool.submit(write_checked_rows, part_file, items, size, num_classes)
+            in_flight.append((part_file, future))
+            if len(in_flight) == 2 * processes:
+                part_file, future = in_flight.popleft()
+                yield part_file, future.result()
+        for part_file, future in in_flight:
+            yield part_file, future.result()
 
 
 def append_part(part_file, target, offset):
