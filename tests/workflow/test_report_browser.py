@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from conftest import run_snakemake, tiny_config
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 pytestmark = pytest.mark.workflow
@@ -86,6 +87,21 @@ def open_result(page, url, category, figure):
     rows.first.locator('a[iconname="eye"]').click()
 
 
+def shown_image(page, url, category, figure, screenshots, attempts=3):
+    """The image `open_result` shows. The report's app may not yet handle a click that comes
+    early on a loaded machine; the page is reloaded and clicked again, `attempts` times, with a
+    screenshot of each miss in `screenshots`."""
+    for attempt in range(attempts):
+        open_result(page, url, category, figure)
+        image = page.locator("img[src^='data:image/png']")
+        try:
+            image.wait_for(timeout=20_000)
+            return image
+        except PlaywrightTimeout:
+            page.screenshot(path=screenshots / f"missed-{figure or 'runtimes'}-{attempt}.png")
+    raise AssertionError(f"{category} / {figure}: no image after {attempts} clicks")
+
+
 def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
     tiny_config(user_workdir, score={"at_input_size": True})  # two score columns
     run_snakemake(user_workdir)
@@ -101,9 +117,7 @@ def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
     page.screenshot(path=tmp_path / "report-start.png")
 
     for category, figure in FIGURES:
-        open_result(page, url, category, figure)
-        image = page.locator("img[src^='data:image/png']")
-        image.wait_for()
+        image = shown_image(page, url, category, figure, tmp_path)
         width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert width > 300 and height > 200, (figure, width, height)
         page.screenshot(path=tmp_path / f"report-{figure or 'runtimes'}.png")
