@@ -4,6 +4,7 @@ unexpected ones their full traceback in the rule's log too."""
 import inspect
 import logging
 import os
+import resource
 import sys
 import time
 
@@ -29,6 +30,15 @@ def seconds_since_process_start():
             return float(uptime.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def peak_memory_mib():
+    """(this process's peak RSS, its largest finished child's peak RSS) in MiB, from
+    getrusage: what a job held at most, measured by the kernel rather than sampled."""
+    scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # ru_maxrss: KiB, bytes on macOS
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return own / scale, children / scale
 
 
 def use_threads(threads):
@@ -73,6 +83,7 @@ def run_stage(log_path, stage, threads=None, **arguments):
         )
         sys.exit(1)
     log.info("done in %.2f s", time.perf_counter() - started)
+    log.info("peak RSS: %.0f MiB, largest child process %.0f MiB", *peak_memory_mib())
     return result
 
 

@@ -236,6 +236,18 @@ def test_run_stage_passes_threads_to_a_stage_that_takes_them(tmp_path):
     assert "threads: 3" in (tmp_path / "job.log").read_text()
 
 
+def test_run_stage_logs_the_peak_memory_of_the_job_and_its_children(tmp_path):
+    def stage():
+        held = b"x" * (300 * 2**20)  # written, so resident
+        subprocess.run([sys.executable, "-c", "b = b'x' * (200 * 2**20)"], check=True)
+        return len(held)
+
+    run_stage(str(tmp_path / "job.log"), stage)
+    line = next(x for x in (tmp_path / "job.log").read_text().splitlines() if "peak RSS" in x)
+    own, child = (float(n) for n in re.findall(r"([0-9]+) MiB", line))
+    assert own >= 300 and child >= 200, line
+
+
 @pytest.mark.parametrize(
     ("count", "seconds", "shown"),
     [(819, 1.22, "671"), (12, 9.6, "1.25"), (1, 24, "0.0417"), (3, 1, "3"), (0, 5, "0")],
