@@ -236,6 +236,44 @@ def test_run_stage_passes_threads_to_a_stage_that_takes_them(tmp_path):
     assert "threads: 3" in (tmp_path / "job.log").read_text()
 
 
+RUN_JOB_SCRIPT = """\
+import atexit, pathlib, sys, threading, time
+from segsubmit.errors import SegsubmitError
+from segsubmit.logs import run_job
+
+folder = pathlib.Path(sys.argv[1])
+
+def stage(fail):
+    if fail:
+        raise SegsubmitError("the input is wrong")
+    def late_writer():
+        time.sleep(0.3)
+        (folder / "thread.txt").write_text("written")
+    threading.Thread(target=late_writer).start()
+    atexit.register(lambda: (folder / "atexit.txt").write_text("ran"))
+    print("unflushed", end="")
+
+run_job(str(folder / "job.log"), stage, fail=sys.argv[2] == "fail")
+raise AssertionError("run_job returned")
+"""
+
+
+@pytest.mark.parametrize("outcome", ["succeed", "fail"])
+def test_run_job_exits_after_threads_exit_handlers_and_output(tmp_path, outcome):
+    script = tmp_path / "job.py"
+    script.write_text(RUN_JOB_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), outcome],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    log_text = (tmp_path / "job.log").read_text()
+    if outcome == "fail":
+        assert result.returncode == 1 and "error: the input is wrong" in log_text
+        return
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "unflushed" and "done in" in log_text
+    assert (tmp_path / "thread.txt").read_text() == "written"
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+
+
 def test_run_stage_logs_the_peak_memory_of_the_job_and_its_children(tmp_path):
     def stage():
         held = b"x" * (300 * 2**20)  # written, so resident

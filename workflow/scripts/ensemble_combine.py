@@ -1,9 +1,9 @@
 """Rule ensemble_combine: one shard's ensemble maps (soft or vote) at the submission size."""
 
 from segsubmit.ensemble import combine_stage
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 
-run_stage(
+run_job(
     snakemake.log[0],
     combine_stage,
     threads=snakemake.threads,

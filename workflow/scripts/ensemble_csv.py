@@ -1,9 +1,9 @@
 """Rule ensemble_csv: check a teammate's CSV against the split, decode its maps per shard."""
 
 from segsubmit.ensemble import csv_stage
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 
-run_stage(
+run_job(
     snakemake.log[0],
     csv_stage,
     threads=snakemake.threads,

@@ -1,9 +1,9 @@
 """Rule ground_truth: rasterize a split's annotations once per size."""
 
 from segsubmit.ground_truth import ground_truth_stage
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 
-run_stage(
+run_job(
     snakemake.log[0],
     ground_truth_stage,
     threads=snakemake.threads,

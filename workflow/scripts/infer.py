@@ -3,13 +3,13 @@ from class probabilities its rule names (`probabilities.ProbabilityOutputs`)."""
 
 from segsubmit.ahead import AheadPlan
 from segsubmit.infer import infer_stage
-from segsubmit.logs import run_stage
+from segsubmit.logs import run_job
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.settings import InferSettings, ModelSettings, TTASettings, from_params
 
 derived = {name: path for name, path in snakemake.output.items() if name != "labels"}
 # rule infer's resize_ahead: the resize job's plan (segsubmit.ahead); not in infer_confident
-run_stage(
+run_job(
     snakemake.log[0],
     infer_stage,
     threads=snakemake.threads,

@@ -1,12 +1,12 @@
 """Rule infer_member: predict one shard's label maps and fp16 probabilities for a member."""
 
 from segsubmit.infer import infer_stage
-from segsubmit.logs import run_stage
+from segsubmit.logs import run_job
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.settings import InferSettings, ModelSettings, TTASettings, from_params
 
 probabilities = {**snakemake.params.outputs, "probabilities": snakemake.output.probabilities}
-run_stage(
+run_job(
     snakemake.log[0],
     infer_stage,
     threads=snakemake.threads,

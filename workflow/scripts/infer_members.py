@@ -2,7 +2,7 @@
 probabilities of one shard, from one decode of each image."""
 
 from segsubmit.infer import ModelRun, infer_models_stage
-from segsubmit.logs import run_stage
+from segsubmit.logs import run_job
 from segsubmit.probabilities import ProbabilityOutputs
 from segsubmit.settings import InferSettings, ModelSettings, TTASettings, from_params
 
@@ -20,7 +20,7 @@ def member_run(name, model, tta):
 
 params = snakemake.params
 members = zip(params.names, params.models, params.ttas, strict=True)
-run_stage(
+run_job(
     snakemake.log[0],
     infer_models_stage,
     threads=snakemake.threads,

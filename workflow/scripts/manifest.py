@@ -1,9 +1,9 @@
 """Checkpoint manifest: validate the COCO json, write manifest + shard files."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.manifest import manifest_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     manifest_stage,
     threads=snakemake.threads,

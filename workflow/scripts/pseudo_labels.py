@@ -1,9 +1,9 @@
 """Rule pseudo_labels: a split's predictions as training data (MMSeg ann_dir + COCO json)."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.pseudo_labels import pseudo_labels_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     pseudo_labels_stage,
     threads=snakemake.threads,

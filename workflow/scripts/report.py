@@ -1,9 +1,9 @@
 """Rule report_figures: a scored split's score table and figures for `snakemake --report`."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.report import report_figures_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     report_figures_stage,
     threads=snakemake.threads,

@@ -1,9 +1,9 @@
 """Rule report_members: each ensemble member's scores against the ensemble's, for the report."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.report import report_members_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     report_members_stage,
     threads=snakemake.threads,

@@ -1,9 +1,9 @@
 """Rule report_runtimes: per-rule wall times from the benchmark files that exist now."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.report import report_runtimes_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     report_runtimes_stage,
     threads=snakemake.threads,

@@ -2,12 +2,12 @@
 
 from segsubmit.ahead import AheadPlan
 from segsubmit.fragments import resize_shard_stage
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 
 fragments = {
     name: snakemake.output[f"{name}_fragment"] for name in snakemake.params.fragment_formats
 }
-run_stage(
+run_job(
     snakemake.log[0],
     resize_shard_stage,
     threads=snakemake.threads,

@@ -1,9 +1,9 @@
 """Rule score: mIoU against the cached ground truth."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.metrics import score_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     score_stage,
     threads=snakemake.threads,

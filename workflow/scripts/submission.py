@@ -1,9 +1,9 @@
 """Rule submission: write submission.csv, then re-read and check the finished file."""
 
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 from segsubmit.submission import submission_stage
 
-run_stage(
+run_job(
     snakemake.log[0],
     submission_stage,
     threads=snakemake.threads,

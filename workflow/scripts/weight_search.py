@@ -1,11 +1,11 @@
 """Rule weight_search: search soft-vote weights on a scored split (reported, not applied)."""
 
 from segsubmit.ensemble import weight_search_stage
-from segsubmit.logs import rule_params, run_stage
+from segsubmit.logs import rule_params, run_job
 
 paths, members = list(snakemake.input.probabilities), len(snakemake.params.names)
 shards = len(paths) // members
-run_stage(
+run_job(
     snakemake.log[0],
     weight_search_stage,
     threads=snakemake.threads,
