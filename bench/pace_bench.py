@@ -28,6 +28,7 @@ from pathlib import Path
 
 from data import detectron2_missing, detectron2_model
 from e2e import job_figures
+from host_probe import cpu_facts, python_rate
 from rows_snakemake import BENCH, detectron2_overrides, snakemake_command
 from timing import Table, timed_process
 
@@ -204,6 +205,8 @@ def bytecode_note(package="torch"):
 def main():
     arguments = parse_arguments()
     print(bytecode_note())
+    host = {**cpu_facts(), **python_rate()}  # start-up rows move with the host's speed
+    print("host: " + ", ".join(f"{name} {value}" for name, value in host.items()), flush=True)
     work = Path(os.environ.get("BENCH_WORK", "/tmp/segsubmit-pace"))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -264,7 +267,7 @@ def main():
     print(f"\n{table.text()}")
     arguments.out.mkdir(parents=True, exist_ok=True)
     figures = {"figures": table.figures, "peak_rss_mib": memory, "cores": arguments.cores,
-               "shards": shards}  # fmt: skip
+               "shards": shards, "host": host}  # fmt: skip
     (arguments.out / "pace.json").write_text(json.dumps(figures, indent=1))
 
 

@@ -91,8 +91,8 @@ class Layout:
     def split_report(self, split, name):
         return self.path(split, "report", name)
 
-    def runtimes_figure(self):
-        return self.path("report", "runtimes.png")
+    def runtimes_page(self):
+        return self.path("report", "runtimes.html")
 
     # per job
     def log(self, rule, pattern):

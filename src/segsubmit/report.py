@@ -145,6 +145,22 @@ def _format_iou(value):
     return "n/a" if value is None or np.isnan(value) else f"{value:.4f}"
 
 
+PAGE_STYLE = (
+    "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 10px;text-align:right}"
+    "td.name,th{text-align:left}tr.summary{background:#eef}td.best{font-weight:bold}"
+    "td.bar{width:24em}div.all{background:#1f77b4;height:1em}div.slowest{background:#ff7f0e;height:0.5em}"
+)
+
+
+def page_head(title):
+    """The start of a standalone report page, up to its open body."""
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{PAGE_STYLE}</style></head><body>"
+    )
+
+
 def score_table_html(scores_by_size, class_names, interpolation=None):
     """A standalone HTML page: per-class IoU, dataset mIoU, per-image-mean mIoU and pixel
     accuracy, one column per scored size; `interpolation` (from `compare_interpolations`)
@@ -189,11 +205,8 @@ def score_table_html(scores_by_size, class_names, interpolation=None):
             f"{''.join(method_rows)}</table>"
         )
     return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>segsubmit scores</title>'
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 10px;text-align:right}"
-        "td.name,th{text-align:left}tr.summary{background:#eef}</style></head><body>"
-        f'<h1>Scores</h1><p>Images scored: {images}.</p><table id="scores">'
+        f"{page_head('segsubmit scores')}<h1>Scores</h1>"
+        f'<p>Images scored: {images}.</p><table id="scores">'
         f"<tr><th>class</th>{head}</tr>{''.join(rows)}</table>{extra}</body></html>\n"
     )
 
@@ -566,29 +579,31 @@ def benchmark_runtimes(benchmark_root):
     return runtimes
 
 
-def runtimes_figure(runtimes):
-    """Per rule: total wall time of its jobs (bar) and the slowest job, with job counts."""
-    rules = sorted(runtimes, key=lambda rule: -sum(s for _, s in runtimes[rule]))
-    figure = new_figure(8, 0.4 * max(len(rules), 1) + 1.4)
-    axes = figure.add_subplot()
-    if not rules:
-        axes.text(0.5, 0.5, "no benchmark files yet", ha="center", va="center")
-        axes.set_axis_off()
-        return figure
-    totals = [sum(s for _, s in runtimes[rule]) for rule in rules]
-    slowest = [max(s for _, s in runtimes[rule]) for rule in rules]
-    positions = np.arange(len(rules))
-    axes.barh(positions, totals, color="tab:blue", label="all jobs")
-    axes.barh(positions, slowest, height=0.4, color="tab:orange", label="slowest job")
-    for position, rule, total in zip(positions, rules, totals, strict=True):
-        axes.text(total, position, f" {total:.1f} s, {len(runtimes[rule])} job(s)", va="center")
-    axes.set_yticks(positions, [literal(rule) for rule in rules])
-    axes.invert_yaxis()
-    axes.set_xlim(0, max(totals) * 1.35)
-    axes.set_xlabel("wall time (s), from benchmark files")
-    axes.legend(loc="lower right")
-    axes.set_title("Runtime per rule")
-    return figure
+def runtimes_page_html(runtimes):
+    """A standalone HTML page: per rule (slowest first) its jobs' summed wall time as a bar,
+    the slowest job's as an inner bar, with the job count and the slowest job's name."""
+    if not runtimes:
+        return f"{page_head('runtimes')}<h1>Runtime per rule</h1><p>no benchmark files yet</p>"
+    totals = {rule: sum(s for _, s in jobs) for rule, jobs in runtimes.items()}
+    longest = max(totals.values()) or 1.0
+    rows = []
+    for rule in sorted(runtimes, key=lambda name: -totals[name]):
+        job, slowest = max(runtimes[rule], key=lambda entry: entry[1])
+        bars = (
+            f'<div class="all" style="width:{100 * totals[rule] / longest:.1f}%"></div>'
+            f'<div class="slowest" style="width:{100 * slowest / longest:.1f}%"></div>'
+        )
+        rows.append(
+            f'<tr><td class="name">{html.escape(rule)}</td><td>{len(runtimes[rule])}</td>'
+            f"<td>{totals[rule]:.2f}</td><td>{slowest:.2f}</td>"
+            f'<td class="name">{html.escape(job)}</td><td class="bar">{bars}</td></tr>'
+        )
+    return (
+        f"{page_head('runtimes')}<h1>Runtime per rule</h1>"
+        '<table id="runtimes"><tr><th>rule</th><th>jobs</th><th>all jobs (s)</th>'
+        "<th>slowest job (s)</th><th>slowest job</th><th>all jobs / slowest job</th></tr>"
+        f"{''.join(rows)}</table></body></html>\n"
+    )
 
 
 def save_figure(figure, path):
@@ -702,12 +717,12 @@ def report_figures_stage(
     save_figure(figure, outputs["interpolation"])
 
 
-def report_runtimes_stage(benchmark_root, figure_path):
-    """The per-rule runtime figure from whatever benchmark files exist now."""
+def report_runtimes_stage(benchmark_root, page_path):
+    """The per-rule runtime page from whatever benchmark files exist now."""
     runtimes = benchmark_runtimes(benchmark_root)
     for rule, jobs in sorted(runtimes.items()):
         log.info("runtimes: %s: %d job(s), %.2f s", rule, len(jobs), sum(s for _, s in jobs))
-    save_figure(runtimes_figure(runtimes), figure_path)
+    save_text(page_path, runtimes_page_html(runtimes))
 
 
 def member_gains(member_scores, ensemble_scores):
@@ -762,11 +777,7 @@ def member_table_html(names, member_scores, ensemble_scores, class_names, search
             f"<th>searched mIoU</th><th>gain</th></tr>{parts}</table>"
         )
     return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>ensemble members</title>'
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 10px;text-align:right}"
-        "td.name,th{text-align:left}tr.summary{background:#eef}td.best{font-weight:bold}"
-        "</style></head><body><h1>Ensemble members</h1>"
+        f"{page_head('ensemble members')}<h1>Ensemble members</h1>"
         f'<table id="members"><tr><th>class</th>{head}</tr>{"".join(rows)}</table>{extra}'
         "</body></html>\n"
     )

@@ -1,6 +1,8 @@
 """The report's pure functions on synthetic maps: palette, overlays, the nearest-vs-bilinear
 comparison, sample choice, score table, benchmark parsing and atomic PNG files."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ from segsubmit.report import (
     per_image_miou,
     pick_samples,
     report_members_stage,
-    runtimes_figure,
+    runtimes_page_html,
     samples_figure,
     save_figure,
     score_table_html,
@@ -122,7 +124,7 @@ def test_score_table_holds_every_class_and_both_means():
     assert "&lt;x&gt;" in score_table_html({"s": scores}, [*CLASSES[:-1], "<x>"])
 
 
-def test_benchmark_runtimes_and_figures_are_written_as_png(tmp_path):
+def test_benchmark_runtimes_are_read_and_figures_written_as_png(tmp_path):
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for rule, job, seconds in (("infer", "val/0", 3.5), ("infer", "val/1", 1.5), ("score", "v", 1)):
         path = tmp_path / "benchmarks" / rule / f"{job}.tsv"
@@ -139,8 +141,6 @@ def test_benchmark_runtimes_and_figures_are_written_as_png(tmp_path):
     )
     image = np.zeros((64, 64, 3), np.uint8)
     figures = {
-        "runtimes": runtimes_figure(runtimes),
-        "no_runtimes": runtimes_figure({}),
         "iou": iou_bar_figure(scores, CLASSES),
         "confusion": confusion_figure(scores["confusion_matrix"], CLASSES),
         "samples": samples_figure(
@@ -156,6 +156,17 @@ def test_benchmark_runtimes_and_figures_are_written_as_png(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"{name}.png" for name in figures
     )  # no temporary files left behind
+
+
+def test_runtimes_page_lists_rules_slowest_first_with_their_bars():
+    runtimes = {"score": [("v", 1.0)], "infer": [("val/0", 3.5), ("val/1", 1.5)], "<x>": [("a", 0)]}
+    page = runtimes_page_html(runtimes)
+    rows = re.findall(r'<tr><td class="name">([^<]+)</td><td>(\d+)</td><td>([0-9.]+)</td>'
+                      r'<td>([0-9.]+)</td><td class="name">([^<]+)</td>', page)  # fmt: skip
+    assert rows == [("infer", "2", "5.00", "3.50", "val/0"), ("score", "1", "1.00", "1.00", "v"),
+                    ("&lt;x&gt;", "1", "0.00", "0.00", "a")]  # fmt: skip
+    assert 'class="all" style="width:100.0%"' in page and 'style="width:70.0%"' in page
+    assert "no benchmark files yet" in runtimes_page_html({})
 
 
 def all_figures(class_names, title):

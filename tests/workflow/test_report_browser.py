@@ -30,7 +30,6 @@ FIGURES = [
     ("1. Scores", "confusion"),
     ("2. Predictions", "samples"),
     ("3. Resizing", "nearest_vs_bilinear"),
-    ("4. Runtimes", None),
 ]
 
 
@@ -87,19 +86,27 @@ def open_result(page, url, category, figure):
     rows.first.locator('a[iconname="eye"]').click()
 
 
-def shown_image(page, url, category, figure, screenshots, attempts=3):
-    """The image `open_result` shows. The report's app may not yet handle a click that comes
-    early on a loaded machine; the page is reloaded and clicked again, `attempts` times, with a
-    screenshot of each miss in `screenshots`."""
+def opened(page, url, category, figure, target, screenshots, attempts=3):
+    """`target(page)`, a locator, once visible after `open_result`. The report's app may not
+    yet handle a click that comes early on a loaded machine; the page is reloaded and clicked
+    again, `attempts` times, with a screenshot of each miss in `screenshots`."""
     for attempt in range(attempts):
         open_result(page, url, category, figure)
-        image = page.locator("img[src^='data:image/png']")
+        located = target(page)
         try:
-            image.wait_for(timeout=20_000)
-            return image
+            located.wait_for(timeout=20_000)
+            return located
         except PlaywrightTimeout:
-            page.screenshot(path=screenshots / f"missed-{figure or 'runtimes'}-{attempt}.png")
-    raise AssertionError(f"{category} / {figure}: no image after {attempts} clicks")
+            page.screenshot(path=screenshots / f"missed-{figure}-{attempt}.png")
+    raise AssertionError(f"{category} / {figure}: not shown after {attempts} clicks")
+
+
+def png_image(page):
+    return page.locator("img[src^='data:image/png']")
+
+
+def framed_table(table_id):
+    return lambda page: page.frame_locator("iframe").locator(f"table#{table_id}")
 
 
 def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
@@ -111,20 +118,18 @@ def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
     page, errors = browser_page
 
     page.goto(url)
-    for category, _ in FIGURES:
+    for category in {category for category, _ in FIGURES} | {"4. Runtimes"}:
         assert page.get_by_role("link", name=category).is_visible()
     assert "scored the splits ['val']" in page.inner_text("body")
     page.screenshot(path=tmp_path / "report-start.png")
 
     for category, figure in FIGURES:
-        image = shown_image(page, url, category, figure, tmp_path)
+        image = opened(page, url, category, figure, png_image, tmp_path)
         width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert width > 300 and height > 200, (figure, width, height)
-        page.screenshot(path=tmp_path / f"report-{figure or 'runtimes'}.png")
+        page.screenshot(path=tmp_path / f"report-{figure}.png")
 
-    open_result(page, url, "1. Scores", "scores")
-    table = page.frame_locator("iframe").locator("table#scores")
-    table.wait_for()
+    table = opened(page, url, "1. Scores", "scores", framed_table("scores"), tmp_path)
     text = table.inner_text()
     for name in scores["classes"]:
         assert name in text
@@ -137,5 +142,10 @@ def test_report_shows_scores_and_figures(user_workdir, browser_page, tmp_path):
         assert f"\n{row}\t" in interpolation
     assert "vs nearest" in interpolation
     page.screenshot(path=tmp_path / "report-scores.png")
+
+    runtimes = opened(page, url, "4. Runtimes", None, framed_table("runtimes"), tmp_path)
+    for rule in ("infer", "resize", "submission", "manifest"):
+        assert f"\n{rule}\t" in runtimes.inner_text()
+    page.screenshot(path=tmp_path / "report-runtimes.png")
 
     assert errors == []

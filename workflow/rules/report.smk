@@ -73,7 +73,7 @@ rule report_runtimes:
         [LAYOUT.split_report(split, "scores.html") for split in SCORED_SPLITS],
     output:
         report(
-            LAYOUT.runtimes_figure(),
+            LAYOUT.runtimes_page(),
             caption="../report/runtimes.rst",
             category="4. Runtimes",
         ),

@@ -7,6 +7,6 @@ run_job(
     snakemake.log[0],
     report_runtimes_stage,
     threads=snakemake.threads,
-    figure_path=snakemake.output[0],
+    page_path=snakemake.output[0],
     **rule_params(snakemake.params),
 )
