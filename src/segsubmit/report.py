@@ -149,7 +149,8 @@ PAGE_STYLE = (
     "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:3px 10px;text-align:right}"
     "td.name,th{text-align:left}tr.summary{background:#eef}td.best{font-weight:bold}"
-    "td.bar{width:24em}div.all{background:#1f77b4;height:1em}div.slowest{background:#ff7f0e;height:0.5em}"
+    "td.bar{width:24em}div.all{background:#1f77b4;height:1em}"
+    "div.slowest{background:#ff7f0e;height:0.5em}"
 )
 
 
