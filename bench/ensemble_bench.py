@@ -9,8 +9,8 @@ random init, 11 classes, 512² JPEGs. Rows (median wall seconds):
   streamed to files; process start-up not included).
 - shared job (`ensemble.infer_jobs: shared`, the infer_members job's loop in-process): one
   decode per image, every member's TTA predictor on each batch, each member's labels and
-  probabilities streamed to its files; and the same loop with nothing written (what the
-  files cost).
+  probabilities streamed to its files; the same job writing labels alone; and the same loop
+  with nothing written (what the files cost). The files go under TMPDIR.
 - ttach: `ttach.SegmentationTTAWrapper(merge_mode="mean")` against our TTA predictor
   (`logit_mean`, the merge it equals) on the same SMP model and preloaded batches.
 
@@ -190,6 +190,9 @@ def main():
                                            workers, folder, outputs_for), repeats)  # fmt: skip
     shared = seconds(shared_job(members, entries, work / "data", batch, workers,
                                 work / "shared", outputs_for), repeats)  # fmt: skip
+    labels_only = seconds(shared_job(members, entries, work / "data", batch, workers,
+                                     work / "labels-only", lambda _: None),
+                          repeats)  # fmt: skip
     loop_only = seconds(shared_loop_only(members, entries, work / "data", batch, workers, size),
                         repeats)  # fmt: skip
     theirs, ours = (
@@ -203,13 +206,14 @@ def main():
             separate / floors,
         ),
         ("infer_jobs shared: one job, one decode for all members", shared, shared / floors),
+        ("  the shared job writing labels alone", labels_only, labels_only / floors),
         ("  the shared job's loop with nothing written", loop_only, loop_only / floors),
         ("ttach.SegmentationTTAWrapper, one member", theirs, theirs / ours),
         ("ours: TTAPredictor logit_mean, one member", ours, ""),
     ]
     print(f"\n{len(paths)} images {side}², {device}, {arguments.members} SMP Unet-"
           f"{arguments.encoder}, flips [h] x scales {list(scales)}, batch {batch}, {workers} "
-          f"workers, median of {repeats}")  # fmt: skip
+          f"workers, median of {repeats}, work folder {work}")  # fmt: skip
     print("| what | seconds | ratio |\n| --- | --- | --- |")
     for name, value, ratio in rows:  # ratios: to the floors; ttach's to ours
         print(f"| {name} | {value:.3f} | {f'{ratio:.2f}×' if ratio else ''} |")
