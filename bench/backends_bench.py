@@ -4,9 +4,10 @@ on preloaded device batches (the floor), each phase of the input and output side
 (`rows_phases`), the input side alone and the infer stage in-process (decode in workers,
 batches, labels to a file) per worker count, and each library's usual loop as its users write
 it (one image at a time; MMSeg: `inference_model` per image). Prints every row with its ratio
-to the backend's floor, then a summary table.
+to the backend's floor, then a summary table. Images and label files go under TMPDIR: the
+machine's disk can cost the loop more than the code does (bench/RESULTS.md, 2026-12-03).
 
-    python bench/backends_bench.py --images 819 --batch-size 32 --workers 8 auto
+    TMPDIR=/dev/shm python bench/backends_bench.py --images 819 --batch-size 32 --workers 8 auto
     python bench/backends_bench.py --cpu-smoke            # tiny models, 64² images, on the CPU
 """
 
@@ -303,7 +304,7 @@ def main():
     for backend in arguments.backends:
         summary[backend] = backend_rows(table, backend, arguments, work, entries, root, device)
     print(f"\n{len(entries)} images {arguments.size}², {device}, batch {arguments.batch_size}, "
-          f"median of {arguments.repeats}")  # fmt: skip
+          f"median of {arguments.repeats}, work folder {work}")  # fmt: skip
     print(table.text())
     print("\n| backend | model floor (s) | infer stage (s), per worker count | stage / floor "
           "| loop from the first batch / floor | library's usual loop (s) "

@@ -3,7 +3,7 @@
 # there): mmcv 2.1.0 built from its sdist with its CPU ops and mmseg 1.2.2 installed, all from a
 # folder of carried files, by tools/install_mmseg.sh --offline.
 #
-#   bash bench/device_mmseg.sh .whl/device [PYTHON]
+#   bash bench/device_mmseg.sh .whl/mm [PYTHON]
 #
 # The folder (prepared on a machine with internet, cp312; ~4.4 MB):
 #   pip download --python-version 3.12 --only-binary=:all: --no-deps -d DIR addict==2.4.0 \
