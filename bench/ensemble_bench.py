@@ -5,14 +5,19 @@ random init, 11 classes, 512² JPEGs. Rows (median wall seconds):
   preloaded device batches, a view's flips stacked as the TTA predictor stacks them); their sum
   is the ideal K x T cost.
 - as built: the workflow runs one infer job per member, so each member decodes every image
-  itself; the sum of K in-process infer stages (TTA, labels + fp16 probabilities at 256²
-  streamed to files; process start-up not included).
+  itself; the sum of K in-process infer stage loops (TTA, labels + fp16 probabilities at 256²
+  streamed to files).
 - shared job (`ensemble.infer_jobs: shared`, the infer_members job's loop in-process): one
   decode per image, every member's TTA predictor on each batch, each member's labels and
   probabilities streamed to its files; the same job writing labels alone; and the same loop
   with nothing written (what the files cost). The files go under TMPDIR.
+
 - ttach: `ttach.SegmentationTTAWrapper(merge_mode="mean")` against our TTA predictor
   (`logit_mean`, the merge it equals) on the same SMP model and preloaded batches.
+
+Every job row is its loop from the loader's first batch (`rows_phases.from_first_batch`): an
+infer job starts its workers before it loads its models, so it overlaps their start; the wait
+for a fresh loader's first batch is its own row.
 
     python bench/ensemble_bench.py --images 819 --members 3 --batch-size 16 --workers 8
     python bench/ensemble_bench.py --cpu-smoke     # 4 images 64², 2 members, CPU: runs anywhere
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 from backends_bench import smooth_images
 from rows_infer import loaded
+from rows_phases import from_first_batch
 from timing import seconds
 
 from segsubmit.images import decode_rgb
@@ -81,50 +87,37 @@ def view_floor(predictor, batches, tta):
     return forward_all
 
 
-def stage_to_files(predictor, transform, entries, root, batch, workers, folder, outputs_for):
-    """A function running one member's infer stage in-process (labels + probabilities)."""
+def member_loop(predictor, entries, batch, workers, folder, outputs_for):
+    """One member's infer stage loop in-process (labels + probabilities to `folder`)."""
 
-    def run():
-        loader = shard_loader(entries, root, transform, predictor.device, batch, workers)
-        predict_shard_to_file(loader, entries, predictor, batch, workers, "error",
+    def run(batches):
+        predict_shard_to_file(batches, entries, predictor, batch, workers, "error",
                               folder / "labels.npz", outputs_for(folder))  # fmt: skip
 
-    run()
     return run
 
 
-def shared_job(members, entries, root, batch, workers, folder, outputs_for):
-    """A function running the shared infer job's loop in-process: one decode per image for
-    every member (`members`: (predictor, transform), one transform for all), each member's
-    labels and probabilities to its own files."""
-    transform, device = members[0][1], members[0][0].device
+def shared_loop(members, entries, batch, workers, folder, outputs_for):
+    """The shared infer job's loop in-process: one decode per image for every member
+    (`members`: (predictor, transform), one transform for all), each member's labels and
+    probabilities to its own files."""
     jobs = []
     for index, (predictor, _) in enumerate(members):
         (folder / f"member{index}").mkdir(parents=True)
         outputs = outputs_for(folder / f"member{index}")
         jobs.append(ModelJob(predictor, folder / f"member{index}" / "labels.npz", outputs))
-
-    def run():
-        loader = shard_loader(entries, root, transform, device, batch, workers)
-        predict_to_files(loader, entries, jobs, batch, workers, "error")
-
-    run()
-    return run
+    return lambda batches: predict_to_files(batches, entries, jobs, batch, workers, "error")
 
 
-def shared_loop_only(members, entries, root, batch, workers, size):
-    """A function running the shared job's loop (labels and probabilities to the host) with
-    nothing written."""
-    transform, device = members[0][1], members[0][0].device
+def nothing_written(members, entries, size):
+    """The shared job's loop (labels and probabilities to the host) with nothing written."""
     outputs = ProbabilityOutputs(probabilities="unused", size=size)
     jobs = [ModelJob(predictor, None, outputs) for predictor, _ in members]
 
-    def run():
-        loader = shard_loader(entries, root, transform, device, batch, workers)
-        for _ in batch_predictions(loader, entries, jobs, "error"):
+    def run(batches):
+        for _ in batch_predictions(batches, entries, jobs, "error"):
             pass
 
-    run()
     return run
 
 
@@ -182,19 +175,26 @@ def main():
 
     batches = preloaded(*bare[0], paths, batch)
     floors = sum(seconds(view_floor(p, batches, tta), repeats) for p, _ in bare)
+    root = work / "data"
+
+    def timed_loop(run_batches, transform=members[0][1]):
+        """(first-batch wait, loop from the first batch) of `run_batches` on a fresh loader."""
+
+        def make_loader():
+            return shard_loader(entries, root, transform, bare[0][0].device, batch, workers)
+
+        return from_first_batch(make_loader, run_batches, repeats)
+
     separate = 0.0
     for index, (predictor, transform) in enumerate(members):
-        folder = work / f"member{index}"
-        folder.mkdir()
-        separate += seconds(stage_to_files(predictor, transform, entries, work / "data", batch,
-                                           workers, folder, outputs_for), repeats)  # fmt: skip
-    shared = seconds(shared_job(members, entries, work / "data", batch, workers,
-                                work / "shared", outputs_for), repeats)  # fmt: skip
-    labels_only = seconds(shared_job(members, entries, work / "data", batch, workers,
-                                     work / "labels-only", lambda _: None),
-                          repeats)  # fmt: skip
-    loop_only = seconds(shared_loop_only(members, entries, work / "data", batch, workers, size),
-                        repeats)  # fmt: skip
+        (work / f"member{index}").mkdir()
+        loop = member_loop(predictor, entries, batch, workers, work / f"member{index}", outputs_for)
+        separate += timed_loop(loop, transform)[1]
+    wait, shared = timed_loop(shared_loop(members, entries, batch, workers, work / "shared",
+                                          outputs_for))  # fmt: skip
+    labels_only = timed_loop(shared_loop(members, entries, batch, workers, work / "labels-only",
+                                         lambda _: None))[1]  # fmt: skip
+    loop_only = timed_loop(nothing_written(members, entries, size))[1]
     theirs, ours = (
         seconds(f, repeats) for f in ttach_and_ours(bare[0][0], batches, tta, (side,) * 2)
     )
@@ -206,6 +206,7 @@ def main():
             separate / floors,
         ),
         ("infer_jobs shared: one job, one decode for all members", shared, shared / floors),
+        ("  a fresh loader's first batch (before the loop; the job overlaps it)", wait, ""),
         ("  the shared job writing labels alone", labels_only, labels_only / floors),
         ("  the shared job's loop with nothing written", loop_only, loop_only / floors),
         ("ttach.SegmentationTTAWrapper, one member", theirs, theirs / ours),

@@ -116,22 +116,30 @@ def gpu_decode_rows(table, name, paths, batch_size, repeats):
               f"{largest}")  # fmt: skip
 
 
-def stage_from_first_batch(loaded_predictor, entries, root, batch_size, workers, labels_path,
-                           repeats):  # fmt: skip
-    """(median seconds to the loader's first batch, median seconds of the infer stage's loop
-    from then on): the infer job starts its workers before it loads the model, so its loop
-    begins with the first batches decoded; here the model is loaded already, so the wait for the
-    first batch is timed apart."""
-    predictor, transform = loaded_predictor
+def from_first_batch(make_loader, run_batches, repeats):
+    """(median seconds to a fresh loader's first batch, median seconds of `run_batches(batches)`
+    from then on): an infer job starts its workers before it loads its models, so its loop
+    begins with the first batches decoded; a bench has its models loaded already, so the wait for
+    the first batch is timed apart. The first of `repeats + 1` calls warms up."""
     firsts, loops = [], []
-    for _ in range(repeats + 1):  # the first call warms up
-        iterator = iter(
-            shard_loader(entries, root, transform, predictor.device, batch_size, workers)
-        )
+    for _ in range(repeats + 1):
+        iterator = iter(make_loader())
         wait, first = timed(functools.partial(next, iterator))
-        batches = itertools.chain([first], iterator)
-        loop, _ = timed(functools.partial(predict_shard_to_file, batches, entries, predictor,
-                                          batch_size, workers, "error", labels_path))  # fmt: skip
+        loop, _ = timed(functools.partial(run_batches, itertools.chain([first], iterator)))
         firsts.append(wait)
         loops.append(loop)
     return statistics.median(firsts[1:]), statistics.median(loops[1:])
+
+
+def stage_from_first_batch(loaded_predictor, entries, root, batch_size, workers, labels_path,
+                           repeats):  # fmt: skip
+    """`from_first_batch` of the infer stage's loop of one predictor, its maps to
+    `labels_path`."""
+    predictor, transform = loaded_predictor
+    return from_first_batch(
+        lambda: shard_loader(entries, root, transform, predictor.device, batch_size, workers),
+        lambda batches: predict_shard_to_file(
+            batches, entries, predictor, batch_size, workers, "error", labels_path
+        ),
+        repeats,
+    )

@@ -73,7 +73,8 @@ def test_ensemble_bench_cpu_smoke():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     table = result.stdout.split("| what | seconds | ratio |\n")[-1]
     for row in ("sum of forward floors (2 members x 4 views)", "infer_jobs per_member: one",
-                "infer_jobs shared: one job", "  the shared job writing labels alone",
+                "infer_jobs shared: one job", "  a fresh loader's first batch",
+                "  the shared job writing labels alone",
                 "  the shared job's loop with nothing written",
                 "ttach.SegmentationTTAWrapper", "ours: TTAPredictor"):  # fmt: skip
         assert f"| {row}" in table, result.stdout[-3000:]
