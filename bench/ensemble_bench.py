@@ -11,7 +11,6 @@ random init, 11 classes, 512² JPEGs. Rows (median wall seconds):
   decode per image, every member's TTA predictor on each batch, each member's labels and
   probabilities streamed to its files; the same job writing labels alone; and the same loop
   with nothing written (what the files cost). The files go under TMPDIR.
-
 - ttach: `ttach.SegmentationTTAWrapper(merge_mode="mean")` against our TTA predictor
   (`logit_mean`, the merge it equals) on the same SMP model and preloaded batches.
 
@@ -19,7 +18,7 @@ Every job row is its loop from the loader's first batch (`rows_phases.from_first
 infer job starts its workers before it loads its models, so it overlaps their start; the wait
 for a fresh loader's first batch is its own row.
 
-    python bench/ensemble_bench.py --images 819 --members 3 --batch-size 16 --workers 8
+    TMPDIR=/dev/shm/t python bench/ensemble_bench.py --images 819 --batch-size 16 --workers 8
     python bench/ensemble_bench.py --cpu-smoke     # 4 images 64², 2 members, CPU: runs anywhere
 """
 
